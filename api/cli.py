@@ -1,0 +1,241 @@
+"""The `penny` command: a thin shell that parses arguments, calls the library, and prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from penny import PennyError, Settings, get_settings
+
+app = typer.Typer(
+    help="Penny answers questions from your company's documents at the lowest cost per correct answer.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+documents_app = typer.Typer(help="List, inspect and delete ingested documents.", no_args_is_help=True)
+app.add_typer(documents_app, name="documents")
+console = Console()
+errors = Console(stderr=True)
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except PennyError as exc:
+        fail(exc)
+    except ValueError as exc:  # pydantic's validation error names the setting and what is wrong with it
+        fail(PennyError(f"invalid configuration: {exc}"))
+
+
+def fail(exc: PennyError, code: int = 1):
+    errors.print(f"[red]error[/red] ({exc.code}): {exc}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail to stderr.")] = False):
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
+        stream=sys.stderr,
+    )
+
+
+# ---------------------------------------------------------------- ingestion
+
+
+class _BarProgress:
+    """Draws the job's progress as a bar with files/s and chunks/s on a terminal."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.files = bar.add_task("parsing", total=None, chunks=0, rate="")
+        self.chunks = 0
+
+    def start(self, files: int) -> None:
+        self.bar.update(self.files, total=files)
+
+    def advance(self, files: int = 0, chunks: int = 0, embedded: int = 0) -> None:
+        self.chunks += chunks
+        task = self.bar.tasks[self.files]
+        elapsed = task.elapsed or 1e-9
+        self.bar.update(
+            self.files,
+            advance=files,
+            chunks=self.chunks,
+            rate=f"{task.completed / elapsed:.1f} files/s, {self.chunks / elapsed:.1f} chunks/s",
+        )
+        if embedded:
+            self.bar.update(self.files, description=f"embedding (+{embedded})")
+
+    def stage(self, name: str) -> None:
+        self.bar.update(self.files, description=name)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest (folders are walked).")],
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="Group allowed to read these documents (repeatable).")
+    ] = None,
+    source: Annotated[str, typer.Option(help="A name for where these documents come from.")] = "default",
+    prune: Annotated[bool, typer.Option(help="Remove documents under PATHS whose files are gone.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job report as JSON.")] = False,
+):
+    """Parse, chunk and embed documents into the catalogue and the search indexes.
+
+    Re-running is cheap: unchanged files are skipped by content hash. A killed job leaves the previous index live.
+    """
+    from ingest.pipeline import IngestRequest
+    from ingest.pipeline import ingest as run_ingest
+
+    request = IngestRequest(paths=paths, groups=group or ["everyone"], source=source, prune=prune)
+    try:
+        if sys.stderr.isatty() and not as_json:
+            columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]  # fmt: skip
+            with Progress(*columns, console=errors, transient=True) as bar:
+                report = run_ingest(settings(), request, _BarProgress(bar))
+        else:
+            report = run_ingest(settings(), request)
+    except PennyError as exc:
+        fail(exc)
+    if as_json:
+        console.print_json(json.dumps(asdict(report)))
+        return
+    counts = report.counts()
+    console.print(
+        f"job {report.job_id} {report.status}: {counts['files_seen']} files, {counts['added']} added, "
+        f"{counts['updated']} updated, {counts['unchanged']} unchanged, {counts['removed']} removed, "
+        f"{counts['failed']} failed, {counts['skipped']} skipped; {counts['chunks_added']} chunks "
+        f"({counts['chunks_embedded']} embedded); index version {report.index_version or 'unchanged'}"
+    )
+    for error in report.errors:
+        console.print(f"  {error['kind']:<12} {error['path']}: {error['reason']}")
+
+
+@app.command()
+def jobs(
+    limit: Annotated[int, typer.Option(help="How many recent jobs to show.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+):
+    """Show recent ingestion jobs with their counts and per-file errors."""
+    from ingest.admin import list_jobs
+
+    found = list_jobs(settings(), limit)
+    if as_json:
+        console.print_json(json.dumps(found, default=str))
+        return
+    table = Table("id", "status", "started", "finished", "counts", "version", "errors")
+    for job in found:
+        counts = ", ".join(f"{k}={v}" for k, v in job["counts"].items() if v)
+        table.add_row(str(job["id"]), job["status"], str(job["started_at"])[:19], str(job["finished_at"] or "")[:19],
+                      counts, str(job["index_version"] or ""), str(len(job["errors"])))  # fmt: skip
+    console.print(table)
+
+
+@documents_app.command("list")
+def documents_list(
+    status: Annotated[str | None, typer.Option(help="Only documents with this status (indexed, failed).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+):
+    """List ingested documents."""
+    from ingest.admin import list_documents
+
+    found = list_documents(settings(), status=status)
+    if as_json:
+        console.print_json(json.dumps(found, default=str))
+        return
+    table = Table("id", "status", "type", "chunks", "groups", "title", "path")
+    for doc in found:
+        table.add_row(str(doc["id"]), doc["status"], doc["doc_type"], str(doc["chunk_count"]),
+                      ",".join(doc["groups"]), doc["title"][:40], doc["path"])  # fmt: skip
+    console.print(table)
+
+
+@documents_app.command("show")
+def documents_show(document_id: int, as_json: Annotated[bool, typer.Option("--json")] = False):
+    """Show one document and its chunks."""
+    from ingest.admin import show_document
+
+    try:
+        doc = show_document(settings(), document_id)
+    except PennyError as exc:
+        fail(exc)
+    if as_json:
+        console.print_json(json.dumps(doc, default=str))
+        return
+    for key in ("id", "path", "title", "doc_type", "status", "error", "groups", "source", "sha256", "size"):
+        console.print(f"[bold]{key}[/bold]: {doc[key]}")
+    for chunk in doc["chunks"]:
+        where = f"p.{chunk['page']} " if chunk["page"] else ""
+        console.print(f"\n[cyan]#{chunk['id']}[/cyan] {where}{chunk['section']} ({chunk['token_count']} tokens)")
+        console.print(chunk["text"][:300])
+
+
+@documents_app.command("delete")
+def documents_delete(document_ids: list[int]):
+    """Delete documents and publish an index version without them."""
+    from ingest.pipeline import remove_documents
+
+    try:
+        report = remove_documents(settings(), document_ids)
+    except PennyError as exc:
+        fail(exc)
+    console.print(f"deleted {report.removed} document(s); index version {report.index_version}")
+
+
+# ---------------------------------------------------------------- retrieval
+
+
+@app.command()
+def search(
+    query: str,
+    k: Annotated[int, typer.Option("--k", "-k", help="How many passages.")] = 5,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="Search as a member of these groups.")
+    ] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only documents from these sources.")] = None,
+    path_prefix: Annotated[str, typer.Option(help="Only documents whose path starts with this.")] = "",
+    doc_type: Annotated[list[str] | None, typer.Option("--type", help="Only these types (md, pdf, ...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+):
+    """Search the documents and print ranked passages with title, section, path and scores."""
+    from retrieval.search import SearchFilter, get_searcher
+
+    search_filter = SearchFilter(
+        groups=tuple(group) if group else None,
+        sources=tuple(source or ()),
+        path_prefix=path_prefix,
+        doc_types=tuple(doc_type or ()),
+    )
+    try:
+        result = get_searcher(settings()).search(query, k=k, search_filter=search_filter)
+    except PennyError as exc:
+        fail(exc)
+    if as_json:
+        console.print_json(json.dumps(asdict(result)))
+        return
+    console.print(f"confidence {result.confidence:.2f} (index version {result.index_version})")
+    for passage in result.passages:
+        chunk = passage.chunk
+        page = f", page {chunk.page}" if chunk.page else ""
+        console.print(
+            f"\n[bold]{passage.rank}. {chunk.title}[/bold] — {chunk.section or '(top)'}{page}\n"
+            f"   [dim]{chunk.source_path}  score {passage.score:.3f}  dense {passage.dense_score:.3f}  "
+            f"bm25 {passage.bm25_score:.2f}[/dim]"
+        )
+        console.print("   " + chunk.text[:400].replace("\n", "\n   "))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,360 @@
+"""The ingestion job: walk, detect changes by content hash, parse, chunk, embed, and publish one new index version.
+
+A job is restartable at any point: embeddings are committed batch by batch as they are made, while documents,
+chunks and the live index version change together in one transaction at the end. A job killed before that
+commit leaves the previous version in force; the next run re-parses what changed and reuses every embedding.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.chunk import ChunkDraft, chunk_document
+from ingest.parse import SUPPORTED, ParsedDocument, ParseFailure, doc_type_of, parse_bytes
+from penny import BadInput, PennyError, Settings
+from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, open_catalogue, utcnow
+from retrieval.embedder import Embedder, get_embedder
+from retrieval.indexer import embed_missing, index_text, publish_version, text_sha256, tidy_versions
+
+log = logging.getLogger("penny.ingest")
+
+
+class JobAlreadyRunning(PennyError):
+    code = "job_running"
+
+
+@dataclass
+class JobReport:
+    job_id: int
+    status: str = "running"
+    files_seen: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    chunks_added: int = 0
+    chunks_embedded: int = 0
+    index_version: int | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            name: getattr(self, name)
+            for name in ("files_seen", "added", "updated", "unchanged", "removed", "failed", "skipped",
+                         "chunks_added", "chunks_embedded")
+        }  # fmt: skip
+
+
+class Progress:
+    """What the job tells its caller as it goes; the CLI draws a bar from it, the API and tests ignore it."""
+
+    def start(self, files: int) -> None: ...
+
+    def advance(self, files: int = 0, chunks: int = 0, embedded: int = 0) -> None: ...
+
+    def stage(self, name: str) -> None: ...
+
+
+@dataclass
+class _Staged:
+    """A file that needs (re)indexing, with what was made of it."""
+
+    path: str
+    sha256: str
+    size: int
+    mtime: float
+    content: bytes | None = None
+    parsed: ParsedDocument | None = None
+    drafts: list[ChunkDraft] = field(default_factory=list)
+
+
+@dataclass
+class IngestRequest:
+    paths: list[Path]
+    groups: list[str] = field(default_factory=lambda: ["everyone"])
+    source: str = "default"
+    prune: bool = False
+
+
+def ingest(settings: Settings, request: IngestRequest, progress: Progress | None = None) -> JobReport:
+    """Run one ingestion job to completion and return its report."""
+    progress = progress or Progress()
+    _validate(request)
+    sessions = open_catalogue(settings)
+    with job_lock(settings):
+        _mark_interrupted_jobs(sessions)
+        job_id = _start_job(sessions, request)
+        report = JobReport(job_id=job_id)
+        try:
+            _run(settings, sessions, request, report, progress)
+        except BaseException as exc:
+            _finish_job(sessions, report, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+    return report
+
+
+def remove_documents(settings: Settings, document_ids: list[int]) -> JobReport:
+    """Delete documents from the catalogue and publish an index version without them, as one job."""
+    sessions = open_catalogue(settings)
+    with job_lock(settings):
+        _mark_interrupted_jobs(sessions)
+        job_id = _start_job(sessions, IngestRequest(paths=[]))
+        report = JobReport(job_id=job_id)
+        with sessions.begin() as session:
+            found = session.scalars(select(Document).where(Document.id.in_(document_ids))).all()
+            missing = set(document_ids) - {doc.id for doc in found}
+            if missing:
+                raise BadInput(f"no document with id {', '.join(map(str, sorted(missing)))}")
+            for document in found:
+                session.delete(document)
+            session.flush()
+            report.removed = len(found)
+            report.index_version = publish_version(session, settings, get_embedder(settings).dimension, job_id)
+            _record_finish(session, report, "succeeded", None)
+        tidy_versions(sessions, settings)
+    return report
+
+
+@contextmanager
+def job_lock(settings: Settings) -> Iterator[None]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.data_dir / "ingest.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise JobAlreadyRunning("another ingestion job is running on this data directory; wait for it") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _validate(request: IngestRequest) -> None:
+    if not request.paths:
+        raise BadInput("give at least one file or folder to ingest")
+    missing = [str(p) for p in request.paths if not p.exists()]
+    if missing:
+        raise BadInput(f"no such file or folder: {', '.join(missing)}")
+    if not request.groups or any(not g.strip() for g in request.groups):
+        raise BadInput("groups must be non-empty names")
+
+
+def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport, progress: Progress) -> None:
+    embedder = get_embedder(settings)
+    files = sorted({str(p.resolve()) for root in request.paths for p in _walk(root)})
+    roots = [str(p.resolve()) for p in request.paths]
+    progress.start(len(files))
+    with sessions() as session:
+        known = {doc.path: doc for doc in session.scalars(select(Document))}
+        session.expunge_all()
+    groups_json = json.dumps(sorted(set(request.groups)))
+
+    staged: list[_Staged] = []
+    relabelled: list[str] = []
+    touched: list[tuple[str, float]] = []
+    failures: list[tuple[str, str, str, _Staged | None]] = []
+    for path in files:
+        report.files_seen += 1
+        outcome = _examine(Path(path), known.get(path), settings, groups_json, request.source)
+        if isinstance(outcome, ParseFailure):
+            failures.append((path, outcome.kind, outcome.reason, None))
+        elif outcome == "unchanged":
+            report.unchanged += 1
+        elif outcome == "relabel":
+            relabelled.append(path)
+        elif isinstance(outcome, tuple):
+            touched.append((path, outcome[1]))
+            report.unchanged += 1
+        else:
+            try:
+                _parse_and_chunk(outcome, embedder, settings)
+                staged.append(outcome)
+                progress.advance(chunks=len(outcome.drafts))
+            except ParseFailure as failure:
+                failures.append((path, failure.kind, failure.reason, outcome))
+        progress.advance(files=1)
+
+    texts = {
+        text_sha256(t): t
+        for item in staged
+        for t in (index_text(item.parsed.title, d.section, d.text) for d in item.drafts)
+    }
+    progress.stage("embedding")
+    report.chunks_embedded = embed_missing(sessions, embedder, texts, on_batch=lambda n: progress.advance(embedded=n))
+
+    gone = [p for p in known if p not in set(files) and any(_under(p, r) for r in roots)] if request.prune else []
+    progress.stage("publishing")
+    with sessions.begin() as session:
+        for item in staged:
+            _store_document(session, item, known.get(item.path), groups_json, request.source, report)
+        for path, mtime in touched:
+            session.execute(update(Document).where(Document.path == path).values(mtime=mtime))
+        for path in relabelled:
+            document = session.scalars(select(Document).where(Document.path == path)).one()
+            document.groups_json, document.source, document.updated_at = groups_json, request.source, utcnow()
+            report.updated += 1
+        for path, kind, reason, item in failures:
+            _record_failure(session, report, path, kind, reason, item, known.get(path), groups_json, request.source)
+        for path in gone:
+            session.execute(delete(Document).where(Document.path == path))
+            report.removed += 1
+        session.flush()
+        changed = staged or relabelled or gone
+        if changed:
+            report.index_version = publish_version(session, settings, embedder.dimension, report.job_id)
+        _record_finish(session, report, "succeeded", None)
+    if changed:
+        tidy_versions(sessions, settings)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith("."):
+                yield Path(folder) / name
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _examine(path: Path, known: Document | None, settings: Settings, groups_json: str, source: str):
+    """'unchanged'; ('touched', mtime) for the same content with a new mtime; 'relabel' for the same content with
+    new groups or source; a _Staged to (re)index; or a ParseFailure."""
+    try:
+        doc_type_of(path)
+        stat = path.stat()
+        if stat.st_size > settings.max_file_bytes:
+            return ParseFailure(
+                "too_large",
+                f"{stat.st_size:,} bytes is over the limit of {settings.max_file_bytes:,} (PENNY_MAX_FILE_BYTES)",
+            )
+        same_labels = known is not None and known.groups_json == groups_json and known.source == source
+        if known and known.status == "indexed" and known.size == stat.st_size and known.mtime == stat.st_mtime:
+            return "unchanged" if same_labels else "relabel"
+        content = path.read_bytes()
+    except ParseFailure as failure:
+        return failure
+    except OSError as exc:
+        return ParseFailure("unreadable", f"cannot read the file: {exc.strerror or exc}")
+    digest = hashlib.sha256(content).hexdigest()
+    if known and known.status == "indexed" and known.sha256 == digest:
+        return ("touched", stat.st_mtime) if same_labels else "relabel"
+    return _Staged(path=str(path), sha256=digest, size=stat.st_size, mtime=stat.st_mtime, content=content)
+
+
+def _parse_and_chunk(item: _Staged, embedder: Embedder, settings: Settings) -> None:
+    content, item.content = item.content, None
+    try:
+        item.parsed = parse_bytes(Path(item.path), content)
+    except ParseFailure:
+        raise
+    except Exception as exc:  # a parser library choking on a malformed file must not abort the whole job
+        log.warning("parser failed on %s", item.path, exc_info=True)
+        raise ParseFailure("corrupt", f"the file could not be parsed: {type(exc).__name__}: {exc}") from exc
+    item.drafts = chunk_document(
+        item.parsed, embedder.count_tokens, settings.chunk_max_tokens, settings.chunk_overlap_tokens
+    )
+
+
+def _store_document(
+    session: Session, item: _Staged, known: Document | None, groups_json: str, source: str, report: JobReport
+) -> None:
+    document = session.get(Document, known.id) if known else None
+    if document is None:
+        document = Document(path=item.path, created_at=utcnow())
+        session.add(document)
+        report.added += 1
+    else:
+        session.execute(delete(ChunkRow).where(ChunkRow.document_id == document.id))
+        report.updated += 1
+    parsed = item.parsed
+    document.source, document.sha256, document.size, document.mtime = source, item.sha256, item.size, item.mtime
+    document.title, document.doc_type, document.groups_json = parsed.title[:500], parsed.doc_type, groups_json
+    document.status, document.error, document.chunk_count = "indexed", None, len(item.drafts)
+    document.updated_at = utcnow()
+    session.flush()
+    session.add_all(
+        ChunkRow(
+            document_id=document.id,
+            ordinal=d.ordinal,
+            text=d.text,
+            text_sha256=text_sha256(index_text(parsed.title, d.section, d.text)),
+            title=parsed.title[:500],
+            section=d.section[:1000],
+            page=d.page,
+            char_start=d.char_start,
+            char_end=d.char_end,
+            token_count=d.token_count,
+        )
+        for d in item.drafts
+    )
+    report.chunks_added += len(item.drafts)
+
+
+def _record_failure(session, report, path, kind, reason, item, known, groups_json, source) -> None:
+    session.add(JobError(job_id=report.job_id, path=path, kind=kind, reason=reason))
+    report.errors.append({"path": path, "kind": kind, "reason": reason})
+    if kind == "unsupported":
+        report.skipped += 1
+        return
+    report.failed += 1
+    if known is not None:  # keep serving the last good content; remember why the new one was refused
+        document = session.get(Document, known.id)
+        document.error = f"{kind}: {reason}"
+        return
+    if item is None:
+        return
+    session.add(
+        Document(path=path, source=source, sha256=item.sha256, size=item.size, mtime=item.mtime, title="",
+                 doc_type=Path(path).suffix.lower().lstrip(".")[:20], groups_json=groups_json, status="failed",
+                 error=f"{kind}: {reason}", chunk_count=0)
+    )  # fmt: skip
+
+
+def _start_job(sessions: sessionmaker[Session], request: IngestRequest) -> int:
+    with sessions.begin() as session:
+        job = IngestionJob(status="running", pid=os.getpid(), paths_json=json.dumps([str(p) for p in request.paths]))
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def _record_finish(session: Session, report: JobReport, status: str, message: str | None) -> None:
+    job = session.get(IngestionJob, report.job_id)
+    report.status = status
+    job.status, job.message, job.finished_at = status, message, utcnow()
+    job.counts_json, job.index_version = json.dumps(report.counts()), report.index_version
+
+
+def _finish_job(sessions: sessionmaker[Session], report: JobReport, status: str, message: str | None) -> None:
+    with sessions.begin() as session:
+        _record_finish(session, report, status, message)
+
+
+def _mark_interrupted_jobs(sessions: sessionmaker[Session]) -> None:
+    """Jobs still 'running' when we hold the lock were killed: say so, so `penny jobs` tells the truth."""
+    with sessions.begin() as session:
+        for job in session.scalars(select(IngestionJob).where(IngestionJob.status == "running")):
+            job.status, job.finished_at = "interrupted", utcnow()
+            job.message = "the job stopped before it finished (killed or crashed); the previous index stayed live"
+
+
+SUPPORTED_SUFFIXES = sorted(SUPPORTED)

