@@ -21,7 +21,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.chunk import ChunkDraft, chunk_document
-from ingest.parse import SUPPORTED, ParsedDocument, ParseFailure, doc_type_of, parse_bytes
+from ingest.parse import SUPPORTED, Block, ParsedDocument, ParseFailure, doc_type_of, parse_bytes
 from penny import BadInput, PennyError, Settings
 from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, open_catalogue, utcnow
 from retrieval.embedder import Embedder, get_embedder
@@ -152,72 +152,154 @@ def _validate(request: IngestRequest) -> None:
         raise BadInput("groups must be non-empty names")
 
 
+@dataclass
+class _Plan:
+    """What one job will change, decided before anything is written."""
+
+    groups_json: str
+    source: str
+    staged: list[_Staged] = field(default_factory=list)
+    relabelled: list[str] = field(default_factory=list)
+    touched: list[tuple[str, float]] = field(default_factory=list)
+    failures: list[tuple[str, str, str, _Staged | None]] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+
+    @property
+    def changes_index(self) -> bool:
+        return bool(self.staged or self.relabelled or self.gone)
+
+
 def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport, progress: Progress) -> None:
     embedder = get_embedder(settings)
     files = sorted({str(p.resolve()) for root in request.paths for p in _walk(root)})
     roots = [str(p.resolve()) for p in request.paths]
     progress.start(len(files))
-    with sessions() as session:
-        known = {doc.path: doc for doc in session.scalars(select(Document))}
-        session.expunge_all()
-    groups_json = json.dumps(sorted(set(request.groups)))
-
-    staged: list[_Staged] = []
-    relabelled: list[str] = []
-    touched: list[tuple[str, float]] = []
-    failures: list[tuple[str, str, str, _Staged | None]] = []
+    known = _known_documents(sessions)
+    plan = _Plan(groups_json=json.dumps(sorted(set(request.groups))), source=request.source)
     for path in files:
         report.files_seen += 1
-        outcome = _examine(Path(path), known.get(path), settings, groups_json, request.source)
+        outcome = _examine(Path(path), known.get(path), settings, plan.groups_json, request.source)
         if isinstance(outcome, ParseFailure):
-            failures.append((path, outcome.kind, outcome.reason, None))
+            plan.failures.append((path, outcome.kind, outcome.reason, None))
         elif outcome == "unchanged":
             report.unchanged += 1
         elif outcome == "relabel":
-            relabelled.append(path)
+            plan.relabelled.append(path)
         elif isinstance(outcome, tuple):
-            touched.append((path, outcome[1]))
+            plan.touched.append((path, outcome[1]))
             report.unchanged += 1
         else:
             try:
                 _parse_and_chunk(outcome, embedder, settings)
-                staged.append(outcome)
+                plan.staged.append(outcome)
                 progress.advance(chunks=len(outcome.drafts))
             except ParseFailure as failure:
-                failures.append((path, failure.kind, failure.reason, outcome))
+                plan.failures.append((path, failure.kind, failure.reason, outcome))
         progress.advance(files=1)
+    if request.prune:
+        present = set(files)
+        plan.gone = [p for p in known if p not in present and any(_under(p, r) for r in roots)]
+    _embed_and_publish(settings, sessions, embedder, plan, known, report, progress)
 
+
+def _known_documents(sessions) -> dict[str, Document]:
+    with sessions() as session:
+        known = {doc.path: doc for doc in session.scalars(select(Document))}
+        session.expunge_all()
+    return known
+
+
+def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report: JobReport, progress) -> None:
     texts = {
         text_sha256(t): t
-        for item in staged
+        for item in plan.staged
         for t in (index_text(item.parsed.title, d.section, d.text) for d in item.drafts)
     }
     progress.stage("embedding")
     report.chunks_embedded = embed_missing(sessions, embedder, texts, on_batch=lambda n: progress.advance(embedded=n))
-
-    gone = [p for p in known if p not in set(files) and any(_under(p, r) for r in roots)] if request.prune else []
     progress.stage("publishing")
     with sessions.begin() as session:
-        for item in staged:
-            _store_document(session, item, known.get(item.path), groups_json, request.source, report)
-        for path, mtime in touched:
+        for item in plan.staged:
+            _store_document(session, item, known.get(item.path), plan.groups_json, plan.source, report)
+        for path, mtime in plan.touched:
             session.execute(update(Document).where(Document.path == path).values(mtime=mtime))
-        for path in relabelled:
+        for path in plan.relabelled:
             document = session.scalars(select(Document).where(Document.path == path)).one()
-            document.groups_json, document.source, document.updated_at = groups_json, request.source, utcnow()
+            document.groups_json, document.source, document.updated_at = plan.groups_json, plan.source, utcnow()
             report.updated += 1
-        for path, kind, reason, item in failures:
-            _record_failure(session, report, path, kind, reason, item, known.get(path), groups_json, request.source)
-        for path in gone:
+        for path, kind, reason, item in plan.failures:
+            _record_failure(session, report, path, kind, reason, item, known.get(path), plan.groups_json, plan.source)
+        for path in plan.gone:
             session.execute(delete(Document).where(Document.path == path))
             report.removed += 1
         session.flush()
-        changed = staged or relabelled or gone
-        if changed:
+        if plan.changes_index:
             report.index_version = publish_version(session, settings, embedder.dimension, report.job_id)
         _record_finish(session, report, "succeeded", None)
-    if changed:
+    if plan.changes_index:
         tidy_versions(sessions, settings)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A passage that arrives as text rather than as a file (a BEIR-style corpus line)."""
+
+    id: str
+    title: str
+    text: str
+
+
+def record_path(source: str, record_id: str) -> str:
+    return f"record://{source}/{record_id}"
+
+
+def ingest_records(
+    settings: Settings,
+    records: list[Record],
+    source: str,
+    groups: list[str] | None = None,
+    progress: Progress | None = None,
+) -> JobReport:
+    """Ingest text records as documents at `record://SOURCE/ID` (chunked like files, never parsed). Records of
+    this source that are no longer given are removed, so the source mirrors `records` exactly."""
+    progress = progress or Progress()
+    if not records:
+        raise BadInput("no records to ingest")
+    sessions = open_catalogue(settings)
+    with job_lock(settings):
+        _mark_interrupted_jobs(sessions)
+        job_id = _start_job(sessions, IngestRequest(paths=[Path(f"record://{source}")]))
+        report = JobReport(job_id=job_id)
+        try:
+            embedder = get_embedder(settings)
+            known = _known_documents(sessions)
+            plan = _Plan(groups_json=json.dumps(sorted(set(groups or ["everyone"]))), source=source)
+            progress.start(len(records))
+            for record in records:
+                report.files_seen += 1
+                path = record_path(source, record.id)
+                content = f"{record.title}\n{record.text}".encode()
+                digest = hashlib.sha256(content).hexdigest()
+                doc = known.get(path)
+                if doc and doc.sha256 == digest and doc.groups_json == plan.groups_json:
+                    report.unchanged += 1
+                else:
+                    item = _Staged(path=path, sha256=digest, size=len(content), mtime=0.0)
+                    blocks = [Block(record.text.strip() or record.title, (record.title,) if record.title else (), None)]
+                    item.parsed = ParsedDocument(title=record.title or record.id, doc_type="record", blocks=blocks)
+                    item.drafts = chunk_document(
+                        item.parsed, embedder.count_tokens, settings.chunk_max_tokens, settings.chunk_overlap_tokens
+                    )
+                    plan.staged.append(item)
+                progress.advance(files=1)
+            given = {record_path(source, r.id) for r in records}
+            prefix = record_path(source, "")
+            plan.gone = [p for p in known if p.startswith(prefix) and p not in given]
+            _embed_and_publish(settings, sessions, embedder, plan, known, report, progress)
+        except BaseException as exc:
+            _finish_job(sessions, report, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+    return report
 
 
 def _walk(root: Path) -> Iterator[Path]:
