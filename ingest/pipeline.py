@@ -61,6 +61,8 @@ class JobReport:
 class Progress:
     """What the job tells its caller as it goes; the CLI draws a bar from it, the API and tests ignore it."""
 
+    def job_started(self, job_id: int) -> None: ...
+
     def start(self, files: int) -> None: ...
 
     def advance(self, files: int = 0, chunks: int = 0, embedded: int = 0) -> None: ...
@@ -97,6 +99,7 @@ def ingest(settings: Settings, request: IngestRequest, progress: Progress | None
     with job_lock(settings):
         _mark_interrupted_jobs(sessions)
         job_id = _start_job(sessions, request)
+        progress.job_started(job_id)
         report = JobReport(job_id=job_id)
         try:
             _run(settings, sessions, request, report, progress)
