@@ -93,6 +93,7 @@ class Citation:
     source_path: str
     section: str
     page: int | None
+    quote: str = ""  # the sentences of this chunk the answer rests on (passage path), else empty
 
 
 @dataclass(slots=True)
@@ -108,6 +109,7 @@ class Cost:
     cpu_seconds: float = 0.0
     usd_local: float = 0.0
     usd_api_equivalent: float = 0.0
+    usd_external: float = 0.0  # what the external tier actually charged for this answer
 
 
 @dataclass(slots=True)
@@ -120,6 +122,7 @@ class Answer:
     question: str = ""
     standalone_question: str = ""
     flags: list[str] = field(default_factory=list)
+    related: list[Citation] = field(default_factory=list)  # closest documents when the path is abstain
 
 
 # ---------------------------------------------------------------- configuration
@@ -190,6 +193,9 @@ class Settings(BaseSettings):
     external_api_key: str = ""
     external_usd_per_1m_prompt: float = Field(0.15, ge=0)
     external_usd_per_1m_completion: float = Field(0.60, ge=0)
+    external_timeout_seconds: float = Field(60.0, gt=0)
+    answer_sentences: int = Field(2, ge=1)  # most sentences a passage answer picks out
+    followup_llm_rewrite: bool = True  # rewrite an unclear follow-up with the LLM when the LLM answers anyway
 
     # prices: what a core-hour of this machine costs, and what hosted-API tokens would have cost
     usd_per_cpu_core_hour: float = Field(0.04, ge=0)
@@ -202,6 +208,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
     rate_limit_per_minute: int = Field(120, ge=1)
     llm_queue_depth: int = Field(4, ge=0)
+    llm_nice: int = Field(10, ge=0, le=19)  # the API's LLM worker runs niced so passage answers never wait on it
 
     @field_validator("data_dir")
     @classmethod

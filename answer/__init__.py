@@ -1,0 +1,5 @@
+"""Answering questions: the router that picks the cheapest path that is still right, and prices every answer."""
+
+from answer.router import Answerer
+
+__all__ = ["Answerer"]

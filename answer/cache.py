@@ -1,0 +1,98 @@
+"""The answer cache in the catalogue: exact (normalised question) and semantic (question embedding), both keyed by
+the caller's scope and the live index version, so a new index version or another group set never sees an entry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+
+import numpy as np
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from penny import Answer, Citation, Cost
+from retrieval.catalogue import CachedAnswer
+
+SEMANTIC_CANDIDATES = 5000  # newest entries compared by embedding; older ones still hit exactly
+_SPACE = re.compile(r"\s+")
+_TRAILING = re.compile(r"[\s?.!]+$")
+
+
+def normalise(question: str) -> str:
+    return _TRAILING.sub("", _SPACE.sub(" ", question.strip().lower()))
+
+
+def scope_key(groups: Sequence[str] | None, document_ids: Sequence[int]) -> str:
+    """One key per visible set of documents: the caller's groups (None: trusted, sees all) and any document scope."""
+    scope = {"groups": None if groups is None else sorted(set(groups)), "documents": sorted(set(document_ids))}
+    return hashlib.sha256(json.dumps(scope).encode()).hexdigest()
+
+
+def answer_to_json(answer: Answer) -> str:
+    return json.dumps(asdict(answer))
+
+
+def answer_from_json(text: str) -> Answer:
+    data = json.loads(text)
+    data["citations"] = [Citation(**item) for item in data["citations"]]
+    data["related"] = [Citation(**item) for item in data.get("related", [])]
+    data["cost"] = Cost(**data["cost"])
+    return Answer(**data)
+
+
+class AnswerCache:
+    def __init__(self, sessions: sessionmaker[Session], similarity: float) -> None:
+        self.sessions = sessions
+        self.similarity = similarity
+
+    def exact(self, question: str, scope: str, index_version: int) -> Answer | None:
+        with self.sessions() as session:
+            row = session.scalars(
+                select(CachedAnswer)
+                .where(CachedAnswer.scope_key == scope, CachedAnswer.index_version == index_version)
+                .where(CachedAnswer.question_key == normalise(question))
+                .order_by(CachedAnswer.id.desc())
+                .limit(1)
+            ).first()
+            return self._hit(session, row) if row else None
+
+    def semantic(self, vector: np.ndarray, scope: str, index_version: int) -> Answer | None:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(CachedAnswer.id, CachedAnswer.embedding)
+                .where(CachedAnswer.scope_key == scope, CachedAnswer.index_version == index_version)
+                .order_by(CachedAnswer.id.desc())
+                .limit(SEMANTIC_CANDIDATES)
+            ).all()
+            if not rows:
+                return None
+            matrix = np.stack([np.frombuffer(row.embedding, dtype=np.float32) for row in rows])
+            similarity = matrix @ vector.astype(np.float32)
+            best = int(np.argmax(similarity))
+            if similarity[best] < self.similarity:
+                return None
+            return self._hit(session, session.get(CachedAnswer, rows[best].id))
+
+    def store(self, question: str, vector: np.ndarray, scope: str, index_version: int, answer: Answer) -> None:
+        with self.sessions() as session, session.begin():
+            # entries for older index versions can never hit again
+            session.execute(delete(CachedAnswer).where(CachedAnswer.index_version < index_version))
+            session.add(
+                CachedAnswer(
+                    question_key=normalise(question),
+                    scope_key=scope,
+                    index_version=index_version,
+                    embedding=np.asarray(vector, dtype=np.float32).tobytes(),
+                    answer_json=answer_to_json(answer),
+                )
+            )
+
+    @staticmethod
+    def _hit(session: Session, row: CachedAnswer) -> Answer:
+        session.execute(update(CachedAnswer).where(CachedAnswer.id == row.id).values(hits=CachedAnswer.hits + 1))
+        session.commit()
+        original = answer_from_json(row.answer_json)
+        return replace(original, flags=[*original.flags, f"cached_from:{original.path}"])

@@ -1,0 +1,336 @@
+"""The answer router: each question goes down the cheapest path that is still right, and the answer says what
+it cost.
+
+    cache     an earlier answer to the same (or a near-identical) question, same scope, same index version
+    passages  retrieval is confident: the best passage's answering sentences, picked out without an LLM
+    llm       confidence between the floor and the threshold, or the question combines facts: a local LLM
+              writes the answer from numbered passages
+    external  the local model declined, invented a number or is missing, and an external endpoint is configured
+    abstain   confidence below the floor: say so and list the closest documents
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from answer import external, followup, grounding
+from answer.cache import AnswerCache, scope_key
+from answer.cost import price
+from answer.extract import pick_sentences, score_sentences
+from answer.llm import Generation, get_llm
+from penny import Answer, BadInput, Citation, Cost, ModelNotFound, Passage, SearchResult, Settings
+from retrieval.catalogue import open_catalogue
+from retrieval.search import Searcher, SearchFilter, get_searcher
+
+Strategy = Literal["routed", "passages", "llm", "external"]
+STRATEGIES = ("routed", "passages", "llm", "external")
+ROLES = ("user", "assistant")
+SEARCH_DEPTH = 5
+ABSTAIN_DOCUMENTS = 3
+REWRITE_MAX_TOKENS = 48
+NOT_ANSWERED = "The documents I can search do not answer this question."
+# Questions whose answer combines several facts: a single extracted sentence rarely answers them.
+_COMBINES = re.compile(
+    r"\b(?:compare|comparison|difference|differ|versus|vs\.?|both|combined|in total|altogether|sum of|"
+    r"how many more|how much more|which is (?:larger|bigger|higher|longer|more|less|cheaper))\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class _Work:
+    """What one answer has done so far: the cost meter and what the caller sees at the end."""
+
+    question: str
+    standalone: str
+    started_cpu: float = field(default_factory=time.process_time)
+    cost: Cost = field(default_factory=Cost)
+    flags: list[str] = field(default_factory=list)
+    vector: np.ndarray | None = None
+    external_prompt_tokens: int = 0
+    external_completion_tokens: int = 0
+
+    def add_generation(self, generation: Generation, remote: bool = False) -> None:
+        self.cost.llm_prompt_tokens += generation.prompt_tokens
+        self.cost.llm_completion_tokens += generation.completion_tokens
+        self.cost.llm_wall_seconds += generation.wall_seconds
+        if remote:
+            self.external_prompt_tokens += generation.prompt_tokens
+            self.external_completion_tokens += generation.completion_tokens
+        else:
+            self.cost.llm_cpu_seconds += generation.cpu_seconds
+
+
+class Answerer:
+    """Answers questions over the live index. Creating one loads nothing; the LLM loads on first need."""
+
+    def __init__(self, settings: Settings, searcher: Searcher | None = None) -> None:
+        self.settings = settings
+        self._searcher = searcher
+        self._cache: AnswerCache | None = None
+
+    @property
+    def searcher(self) -> Searcher:
+        if self._searcher is None:
+            self._searcher = get_searcher(self.settings)
+        return self._searcher
+
+    @property
+    def cache(self) -> AnswerCache:
+        if self._cache is None:
+            self._cache = AnswerCache(open_catalogue(self.settings), self.settings.semantic_cache_similarity)
+        return self._cache
+
+    # ------------------------------------------------------------ public
+
+    def answer(
+        self,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        groups: Sequence[str] | None = None,
+        strategy: Strategy = "routed",
+        document_ids: Sequence[int] = (),
+        use_cache: bool = True,
+    ) -> Answer:
+        final = None
+        for item in self.stream(question, history, groups, strategy, document_ids, use_cache):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def stream(
+        self,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        groups: Sequence[str] | None = None,
+        strategy: Strategy = "routed",
+        document_ids: Sequence[int] = (),
+        use_cache: bool = True,
+    ) -> Iterator[str | Answer]:
+        """Yield text deltas as they are produced, then the final Answer. The Answer's text is authoritative: when
+        a generated text fails its checks the Answer carries the replacement and the flag `replaced_streamed_text`."""
+        question = self._validate(question, history, strategy)
+        rewrite = followup.rewrite_heuristic(question, history)
+        work = _Work(question=question, standalone=rewrite.question)
+        if rewrite.method in ("ellipsis", "context"):
+            work.flags.append(f"rewrite:{rewrite.method}")
+        search_filter = SearchFilter(
+            groups=None if groups is None else tuple(groups), document_ids=tuple(int(i) for i in document_ids)
+        )
+        scope = scope_key(groups, document_ids)
+        version = self.searcher.snapshot().version
+        use_cache = use_cache and strategy == "routed"
+
+        if use_cache:
+            cached = self._lookup(work, scope, version)
+            if cached is not None:
+                yield cached.text
+                yield cached
+                return
+
+        result = self._search(work, search_filter)
+        path = self._route(strategy, result, work.standalone)
+        if path in ("llm", "external") and rewrite.method == "context" and self.settings.followup_llm_rewrite:
+            result, path = yield from self._rewrite_with_llm(work, history, search_filter, strategy, result, path)
+
+        if path == "abstain":
+            answer = self._abstain(work, result)
+        elif path == "passages":
+            answer = self._passages(work, result)
+        else:
+            answer = yield from self._generate(work, result, path, strategy)
+        if answer.path != "llm" and answer.path != "external":
+            yield answer.text
+        answer = self._finish(work, answer)
+        if use_cache and answer.path in ("passages", "llm", "external"):
+            self.cache.store(work.standalone, self._question_vector(work), scope, result.index_version, answer)
+        yield answer
+
+    # ------------------------------------------------------------ steps
+
+    def _validate(self, question: str, history: Sequence[tuple[str, str]], strategy: str) -> str:
+        question = (question or "").strip()
+        if not question:
+            raise BadInput("the question is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise BadInput(f"the question is longer than {self.settings.max_question_chars} characters")
+        if strategy not in STRATEGIES:
+            raise BadInput(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        for turn in history:
+            if len(turn) != 2 or turn[0] not in ROLES:
+                raise BadInput("history must be (role, text) pairs with role 'user' or 'assistant'")
+        return question
+
+    def _question_vector(self, work: _Work) -> np.ndarray:
+        if work.vector is None:
+            work.vector = self.searcher.embedder.embed_one(work.standalone)
+            work.cost.embed_calls += 1
+        return work.vector
+
+    def _lookup(self, work: _Work, scope: str, version: int) -> Answer | None:
+        hit = self.cache.exact(work.standalone, scope, version)
+        if hit is None:
+            hit = self.cache.semantic(self._question_vector(work), scope, version)
+        if hit is None:
+            return None
+        answer = Answer(text=hit.text, path="cache", confidence=hit.confidence, citations=hit.citations,
+                        flags=[*work.flags, *hit.flags])  # fmt: skip
+        return self._finish(work, answer)
+
+    def _search(self, work: _Work, search_filter: SearchFilter) -> SearchResult:
+        depth = max(SEARCH_DEPTH, self.settings.llm_passages)
+        result = self.searcher.search(work.standalone, k=depth, search_filter=search_filter)
+        work.cost.embed_calls += result.embed_calls
+        work.cost.retrieval_cpu_ms += result.cpu_ms
+        return result
+
+    def _route(self, strategy: Strategy, result: SearchResult, question: str) -> str:
+        if not result.passages:
+            return "abstain"
+        if strategy != "routed":
+            return strategy
+        if result.confidence < self.settings.abstain_floor:
+            return "abstain"
+        if result.confidence >= self.settings.passage_threshold and not _COMBINES.search(question):
+            return "passages"
+        return "llm"
+
+    def _rewrite_with_llm(self, work, history, search_filter, strategy, result, path):
+        """The heuristic leaned on context and retrieval was not confident: the LLM, which answers next anyway,
+        writes a stand-alone question, and retrieval runs again on it."""
+        try:
+            llm = get_llm(self.settings)
+        except ModelNotFound:
+            return result, path
+        generation = Generation()
+        messages = followup.rewrite_messages(work.question, history)
+        for _ in llm.stream(messages, REWRITE_MAX_TOKENS, self.settings.llm_timeout_seconds, generation):
+            pass
+        work.add_generation(generation)
+        rewritten = generation.text.strip().splitlines()[0].strip() if generation.text.strip() else ""
+        if not rewritten or generation.timed_out:
+            return result, path
+        work.standalone = rewritten
+        work.vector = None
+        work.flags = [flag for flag in work.flags if not flag.startswith("rewrite:")] + ["rewrite:llm"]
+        new_result = self._search(work, search_filter)
+        return new_result, self._route(strategy, new_result, rewritten)
+        yield  # a generator, so the caller can `yield from` it like the other steps
+
+    def _passages(self, work: _Work, result: SearchResult) -> Answer:
+        candidates = result.passages[: self.settings.llm_passages]
+        scored = score_sentences(work.standalone, self._question_vector(work), candidates, self.searcher.embedder)
+        work.cost.embed_calls += 1
+        chosen = pick_sentences(scored, self.settings.answer_sentences)
+        passage = candidates[chosen[0].passage_index]
+        quote = " ".join(item.text for item in chosen)
+        return Answer(text=quote, path="passages", confidence=result.confidence,
+                      citations=[citation(passage, quote)])  # fmt: skip
+
+    def _abstain(self, work: _Work, result: SearchResult) -> Answer:
+        closest: list[Citation] = []
+        for passage in result.passages:
+            if all(item.document_id != passage.chunk.document_id for item in closest):
+                closest.append(citation(passage))
+            if len(closest) == ABSTAIN_DOCUMENTS:
+                break
+        lines = [NOT_ANSWERED]
+        if closest:
+            lines.append("The closest documents are:")
+            lines += [f"- {item.title} ({item.source_path})" for item in closest]
+        return Answer(text="\n".join(lines), path="abstain", confidence=result.confidence, related=closest)
+
+    def _generate(self, work: _Work, result: SearchResult, path: str, strategy: Strategy):
+        """The LLM path, escalating to the external tier when the local answer cannot be used and it is allowed."""
+        supplied = result.passages[: self.settings.llm_passages]
+        messages = grounding.build_messages(work.standalone, supplied)
+        can_escalate = strategy == "routed" and external.is_configured(self.settings)
+        if path == "llm":
+            try:
+                llm = get_llm(self.settings)
+            except ModelNotFound as exc:
+                if strategy == "llm":
+                    raise
+                if not can_escalate:
+                    work.flags.append(f"llm_unavailable:{exc.code}")
+                    return self._passages(work, result)
+                work.flags.append("llm_unavailable")
+            else:
+                generation = Generation()
+                yield from llm.stream(messages, self.settings.llm_max_tokens, self.settings.llm_timeout_seconds,
+                                      generation)  # fmt: skip
+                work.add_generation(generation)
+                answer, problem = self._check(work, generation, supplied, result, "llm")
+                if problem is None or not can_escalate:
+                    return answer
+                work.flags.append("escalated")
+        if not external.is_configured(self.settings):
+            raise external.ExternalUnavailable(
+                "no external model is configured: set PENNY_EXTERNAL_BASE_URL and PENNY_EXTERNAL_MODEL"
+            )
+        generation = Generation()
+        try:
+            yield from external.stream_external(self.settings, messages, self.settings.llm_max_tokens, generation)
+        finally:
+            work.add_generation(generation, remote=True)
+        answer, _ = self._check(work, generation, supplied, result, "external")
+        return answer
+
+    def _check(self, work: _Work, generation: Generation, supplied: list[Passage], result: SearchResult, path: str):
+        """The generated answer, or its replacement when it declined, invented numbers or produced nothing;
+        with the name of the problem (None when the text stands)."""
+        text = generation.text.strip()
+        if generation.timed_out:
+            work.flags.append(f"{path}_timeout")
+        if grounding.is_decline(text):
+            work.flags.append(f"{path}_declined")
+            if text:
+                work.flags.append("replaced_streamed_text")
+            answer = self._abstain(work, result)
+            return replace(answer, text=answer.text), "declined"
+        sources = [passage.chunk.text for passage in supplied] + [work.standalone, work.question]
+        invented = grounding.unsupported_numbers(text, sources)
+        if invented:
+            work.flags += [
+                f"unsupported_numbers:{','.join(invented)}",
+                "fell_back_to_passages",
+                "replaced_streamed_text",
+            ]
+            fallback = self._passages(work, result)
+            return replace(fallback, path=path), "unsupported_numbers"
+        numbers = grounding.cited_numbers(text, len(supplied)) or list(range(1, len(supplied) + 1))
+        renumbered = renumber_citations(text, numbers, len(supplied))
+        if renumbered != text:
+            work.flags.append("replaced_streamed_text")
+        cited = [citation(supplied[number - 1]) for number in numbers]
+        return Answer(text=renumbered, path=path, confidence=result.confidence, citations=cited), None
+
+    def _finish(self, work: _Work, answer: Answer) -> Answer:
+        work.cost.cpu_seconds = time.process_time() - work.started_cpu
+        price(work.cost, self.settings, work.external_prompt_tokens, work.external_completion_tokens)
+        return replace(answer, question=work.question, standalone_question=work.standalone, cost=work.cost,
+                       flags=[*work.flags, *(flag for flag in answer.flags if flag not in work.flags)])  # fmt: skip
+
+
+def citation(passage: Passage, quote: str = "") -> Citation:
+    chunk = passage.chunk
+    return Citation(document_id=chunk.document_id, chunk_id=chunk.id, title=chunk.title,
+                    source_path=chunk.source_path, section=chunk.section, page=chunk.page, quote=quote)  # fmt: skip
+
+
+def renumber_citations(text: str, cited: list[int], supplied: int) -> str:
+    """Make [n] markers point into the answer's own citation list; drop markers of passages never supplied."""
+    position = {number: index for index, number in enumerate(cited, start=1)}
+
+    def swap(match: re.Match) -> str:
+        number = int(match.group(1))
+        return f"[{position[number]}]" if number in position and number <= supplied else ""
+
+    return re.sub(r"\[(\d{1,2})\]", swap, text).strip()
