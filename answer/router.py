@@ -24,7 +24,7 @@ from answer.cache import AnswerCache, scope_key
 from answer.cost import price
 from answer.extract import pick_sentences, score_sentences
 from answer.llm import Generation, get_llm
-from penny import Answer, BadInput, Citation, Cost, ModelNotFound, Passage, SearchResult, Settings
+from penny import Answer, BadInput, Citation, Cost, ModelNotFound, Passage, PennyError, SearchResult, Settings
 from retrieval.catalogue import open_catalogue
 from retrieval.search import Searcher, SearchFilter, get_searcher
 
@@ -41,6 +41,13 @@ _COMBINES = re.compile(
     r"how many more|how much more|which is (?:larger|bigger|higher|longer|more|less|cheaper))\b",
     re.IGNORECASE,
 )
+
+
+class NeedsLlm(PennyError):
+    """Raised instead of generating when the caller forbade the LLM (`allow_llm=False`) and the route needs it:
+    the API answers cache, passage and abstain questions at once and queues only these for its LLM worker."""
+
+    code = "needs_llm"
 
 
 @dataclass
@@ -97,9 +104,10 @@ class Answerer:
         strategy: Strategy = "routed",
         document_ids: Sequence[int] = (),
         use_cache: bool = True,
+        allow_llm: bool = True,
     ) -> Answer:
         final = None
-        for item in self.stream(question, history, groups, strategy, document_ids, use_cache):
+        for item in self.stream(question, history, groups, strategy, document_ids, use_cache, allow_llm):
             if isinstance(item, Answer):
                 final = item
         assert final is not None
@@ -113,6 +121,7 @@ class Answerer:
         strategy: Strategy = "routed",
         document_ids: Sequence[int] = (),
         use_cache: bool = True,
+        allow_llm: bool = True,
     ) -> Iterator[str | Answer]:
         """Yield text deltas as they are produced, then the final Answer. The Answer's text is authoritative: when
         a generated text fails its checks the Answer carries the replacement and the flag `replaced_streamed_text`."""
@@ -137,6 +146,8 @@ class Answerer:
 
         result = self._search(work, search_filter)
         path = self._route(strategy, result, work.standalone)
+        if path in ("llm", "external") and not allow_llm:
+            raise NeedsLlm(f"answering this question needs the {path} model")
         if path in ("llm", "external") and rewrite.method == "context" and self.settings.followup_llm_rewrite:
             result, path = yield from self._rewrite_with_llm(work, history, search_filter, strategy, result, path)
 
