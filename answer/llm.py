@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from penny import ModelNotFound, PennyError, Settings
 
 QWEN_15B = "qwen2.5-coder-1.5b"
@@ -132,17 +134,19 @@ class LocalLLM:
         started_wall, started_cpu = time.perf_counter(), time.process_time()
         deadline = started_wall + timeout_seconds
 
-        def count_tokens(input_ids, scores):  # called once per sampled token, with the context so far
+        end_token = self.model.token_eos()
+
+        def count_and_bound(input_ids, scores):  # called once per sampled token, with the context so far
             if generation.completion_tokens == 0:
                 generation.prompt_tokens = len(input_ids)
             generation.completion_tokens += 1
+            if time.perf_counter() > deadline:  # out of time: make end-of-text the only possible next token
+                generation.timed_out = True
+                scores[:] = -np.inf
+                scores[end_token] = 0.0
             return scores
 
-        def past_deadline(input_ids, logits) -> bool:
-            generation.timed_out = time.perf_counter() > deadline
-            return generation.timed_out
-
-        from llama_cpp import LogitsProcessorList, StoppingCriteriaList
+        from llama_cpp import LogitsProcessorList
 
         with self.lock:
             try:
@@ -151,8 +155,7 @@ class LocalLLM:
                     max_tokens=max_tokens,
                     temperature=0.0,
                     stream=True,
-                    logits_processor=LogitsProcessorList([count_tokens]),
-                    stopping_criteria=StoppingCriteriaList([past_deadline]),
+                    logits_processor=LogitsProcessorList([count_and_bound]),
                 )
                 for chunk in chunks:
                     choice = chunk["choices"][0]

@@ -62,6 +62,7 @@ class _Work:
     vector: np.ndarray | None = None
     external_prompt_tokens: int = 0
     external_completion_tokens: int = 0
+    load_cpu_seconds: float = 0.0  # loading the LLM once per process: not charged to the answer that triggered it
 
     def add_generation(self, generation: Generation, remote: bool = False) -> None:
         self.cost.llm_prompt_tokens += generation.prompt_tokens
@@ -126,6 +127,8 @@ class Answerer:
         """Yield text deltas as they are produced, then the final Answer. The Answer's text is authoritative: when
         a generated text fails its checks the Answer carries the replacement and the flag `replaced_streamed_text`."""
         question = self._validate(question, history, strategy)
+        version = self.searcher.snapshot().version
+        self.searcher.embedder.model  # noqa: B018  (a one-time load is not part of any answer's cost)
         rewrite = followup.rewrite_heuristic(question, history)
         work = _Work(question=question, standalone=rewrite.question)
         if rewrite.method in ("ellipsis", "context"):
@@ -134,7 +137,6 @@ class Answerer:
             groups=None if groups is None else tuple(groups), document_ids=tuple(int(i) for i in document_ids)
         )
         scope = scope_key(groups, document_ids)
-        version = self.searcher.snapshot().version
         use_cache = use_cache and strategy == "routed"
 
         if use_cache:
@@ -217,7 +219,7 @@ class Answerer:
         """The heuristic leaned on context and retrieval was not confident: the LLM, which answers next anyway,
         writes a stand-alone question, and retrieval runs again on it."""
         try:
-            llm = get_llm(self.settings)
+            llm = self._load_llm(work)
         except ModelNotFound:
             return result, path
         generation = Generation()
@@ -234,6 +236,13 @@ class Answerer:
         new_result = self._search(work, search_filter)
         return new_result, self._route(strategy, new_result, rewritten)
         yield  # a generator, so the caller can `yield from` it like the other steps
+
+    def _load_llm(self, work: _Work):
+        started = time.process_time()
+        try:
+            return get_llm(self.settings)
+        finally:
+            work.load_cpu_seconds += time.process_time() - started
 
     def _passages(self, work: _Work, result: SearchResult) -> Answer:
         candidates = result.passages[: self.settings.llm_passages]
@@ -265,7 +274,7 @@ class Answerer:
         can_escalate = strategy == "routed" and external.is_configured(self.settings)
         if path == "llm":
             try:
-                llm = get_llm(self.settings)
+                llm = self._load_llm(work)
             except ModelNotFound as exc:
                 if strategy == "llm":
                     raise
@@ -324,7 +333,7 @@ class Answerer:
         return Answer(text=renumbered, path=path, confidence=result.confidence, citations=cited), None
 
     def _finish(self, work: _Work, answer: Answer) -> Answer:
-        work.cost.cpu_seconds = time.process_time() - work.started_cpu
+        work.cost.cpu_seconds = time.process_time() - work.started_cpu - work.load_cpu_seconds
         price(work.cost, self.settings, work.external_prompt_tokens, work.external_completion_tokens)
         return replace(answer, question=work.question, standalone_question=work.standalone, cost=work.cost,
                        flags=[*work.flags, *(flag for flag in answer.flags if flag not in work.flags)])  # fmt: skip

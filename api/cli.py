@@ -237,5 +237,9 @@ def search(
         console.print("   " + chunk.text[:400].replace("\n", "\n   "))
 
 
+from api.cli_ask import ask  # noqa: E402  (the command lives in its own module, which uses this one)
+
+app.command()(ask)
+
 if __name__ == "__main__":
     app()
