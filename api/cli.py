@@ -237,9 +237,82 @@ def search(
         console.print("   " + chunk.text[:400].replace("\n", "\n   "))
 
 
+# ---------------------------------------------------------------- service
+
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+):
+    """Run the HTTP API and the web chat page (http://HOST:PORT/)."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.logs import configure_logging
+
+    configure_logging()
+    uvicorn.run(create_app(settings()), host=host, port=port, log_config=None, access_log=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="Who the key is for.")],
+    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Group the key reads (repeatable).")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May ingest, delete and read jobs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+):
+    """Make an API key. The key is printed once; only its hash is stored."""
+    from api.keys import create_key
+
+    try:
+        token, info = create_key(settings(), user, group or ["everyone"], is_admin=admin)
+    except PennyError as exc:
+        fail(exc)
+    if as_json:
+        console.print_json(json.dumps({"key": token, **asdict(info)}))
+        return
+    console.print(f"key {info.id} for {info.user} (groups {', '.join(info.groups)}{', admin' if admin else ''}):")
+    print(token)
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False):
+    """List API keys (their prefixes, never the keys)."""
+    from api.keys import list_keys
+
+    found = list_keys(settings())
+    if as_json:
+        console.print_json(json.dumps([asdict(info) for info in found]))
+        return
+    table = Table("id", "user", "prefix", "groups", "admin", "created", "revoked")
+    for info in found:
+        table.add_row(str(info.id), info.user, info.prefix, ",".join(info.groups), "yes" if info.is_admin else "",
+                      info.created_at, info.revoked_at or "")  # fmt: skip
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id, its shown prefix, or the key itself.")]):
+    """Revoke an API key: it stops working at once."""
+    from api.keys import revoke_key
+
+    try:
+        info = revoke_key(settings(), key)
+    except PennyError as exc:
+        fail(exc)
+    console.print(f"revoked key {info.id} of {info.user} ({info.prefix}...)")
+
+
 from api.cli_ask import ask  # noqa: E402  (the command lives in its own module, which uses this one)
 
 app.command()(ask)
+from eval.command import eval_command  # noqa: E402  (`penny eval` lives in the eval package)
+
+app.command("eval")(eval_command)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,47 @@
+"""Admin endpoints: start ingestion jobs, read them, delete documents. Each needs an admin key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import AdminDep, ServicesDep
+from api.errors import not_found
+from api.jobs import ingest_request
+from api.models import DocumentDeleted, IngestBody, JobOut, JobStarted
+from ingest.admin import list_jobs
+from ingest.pipeline import remove_documents
+from penny import BadInput
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+
+@router.post("/ingest", response_model=JobStarted, status_code=202)
+async def start_ingest(body: IngestBody, _admin: AdminDep, services: ServicesDep):
+    """Start ingesting files or folders on the server in the background; poll `url` for the outcome."""
+    request = ingest_request(body.paths, body.groups, body.source, body.prune)
+    job_id = await run_in_threadpool(services.ingest.start, request)
+    return JobStarted(job_id=job_id, status="running", url=f"/v1/jobs/{job_id}")
+
+
+@router.get("/jobs", response_model=list[JobOut])
+async def jobs(_admin: AdminDep, services: ServicesDep, limit: int = 20):
+    return await run_in_threadpool(list_jobs, services.settings, max(1, min(limit, 200)))
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+async def job(job_id: int, _admin: AdminDep, services: ServicesDep):
+    found = await run_in_threadpool(list_jobs, services.settings, 1, job_id)
+    if not found:
+        raise not_found("job_not_found", f"no ingestion job {job_id}")
+    return found[0]
+
+
+@router.delete("/documents/{document_id}", response_model=DocumentDeleted)
+async def delete_document(document_id: int, _admin: AdminDep, services: ServicesDep):
+    """Delete a document and publish an index version without it."""
+    try:
+        report = await run_in_threadpool(remove_documents, services.settings, [document_id])
+    except BadInput as exc:
+        raise not_found("document_not_found", f"no document {document_id}") from exc
+    return DocumentDeleted(removed=report.removed, index_version=report.index_version)

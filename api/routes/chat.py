@@ -1,0 +1,78 @@
+"""Chat for employees: answers in persisted conversations, streamed or whole, and feedback on answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api import answering
+from api.conversations import add_feedback, finish_turn, read_conversation, start_turn
+from api.deps import CallerDep, ServicesDep
+from api.errors import ApiError, stream_error
+from api.models import (
+    AnswerOut,
+    ChatRequest,
+    ChatResponse,
+    ConversationOut,
+    FeedbackRequest,
+    FeedbackResponse,
+)
+from penny import Answer
+
+router = APIRouter(prefix="/v1", tags=["chat"])
+
+
+@router.post("/chat", response_model=ChatResponse, responses={200: {"content": {"text/event-stream": {}}}})
+async def chat(body: ChatRequest, caller: CallerDep, services: ServicesDep, stream: bool = False):
+    """Ask a question in a conversation (created when `conversation_id` is absent).
+
+    With `?stream=true` the answer arrives as server-sent events: `delta` events with text as it is written,
+    then one `answer` event holding the whole ChatResponse (citations, path, confidence, cost)."""
+    question = answering.check_question(services.settings, body.message)
+    conversation_id, history = await run_in_threadpool(
+        start_turn, services.sessions, caller, body.conversation_id, question
+    )
+    if stream:
+        if body.document_ids:
+            raise ApiError(400, "unsupported", "document_ids cannot be combined with stream=true yet")
+        items = await answering.stream(services, caller, question, history)
+        return StreamingResponse(_chat_events(services, conversation_id, items), media_type="text/event-stream")
+    answer = AnswerOut.of(
+        await answering.answer(services, caller, question, history, body.document_ids, body.use_cache)
+    )
+    message_id = await run_in_threadpool(finish_turn, services.sessions, conversation_id, answer)
+    return ChatResponse(conversation_id=conversation_id, message_id=message_id, answer=answer)
+
+
+async def _chat_events(services, conversation_id: str, items: AsyncIterator[str | Answer]) -> AsyncIterator[str]:
+    try:
+        async for item in items:
+            if isinstance(item, Answer):
+                answer = AnswerOut.of(item)
+                message_id = await run_in_threadpool(finish_turn, services.sessions, conversation_id, answer)
+                done = ChatResponse(conversation_id=conversation_id, message_id=message_id, answer=answer)
+                yield f"event: answer\ndata: {done.model_dump_json()}\n\n"
+            elif item:
+                yield f"event: delta\ndata: {json.dumps({'text': item})}\n\n"
+    except Exception as exc:  # headers are gone: the error travels as an event
+        yield f"event: error\ndata: {json.dumps(stream_error(exc))}\n\n"
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationOut)
+async def get_conversation(conversation_id: str, caller: CallerDep, services: ServicesDep):
+    """A conversation with its messages and answers, for its owner only (404 for anyone else)."""
+    return await run_in_threadpool(read_conversation, services.sessions, caller, conversation_id)
+
+
+@router.post("/feedback", response_model=FeedbackResponse, status_code=201)
+async def feedback(body: FeedbackRequest, caller: CallerDep, services: ServicesDep):
+    """Thumbs up or down, with an optional comment, on one of your answers (its `message_id`)."""
+    rating = 1 if body.rating == "up" else -1
+    feedback_id = await run_in_threadpool(
+        add_feedback, services.sessions, caller, body.message_id, rating, body.comment
+    )
+    return FeedbackResponse(id=feedback_id, message_id=body.message_id, rating=body.rating)

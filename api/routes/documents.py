@@ -1,0 +1,38 @@
+"""Documents as a caller may see them: an admin sees all; anyone else only those sharing one of its groups."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CallerDep, ServicesDep
+from api.errors import not_found
+from api.keys import Caller
+from api.models import DocumentOut
+from ingest.admin import list_documents, show_document
+from penny import BadInput
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+
+def _visible_groups(caller: Caller) -> list[str] | None:
+    return None if caller.is_admin else list(caller.groups)
+
+
+@router.get("", response_model=list[DocumentOut])
+async def documents(caller: CallerDep, services: ServicesDep, status: str | None = None):
+    return await run_in_threadpool(list_documents, services.settings, status, _visible_groups(caller))
+
+
+@router.get("/{document_id}")
+async def document(document_id: int, caller: CallerDep, services: ServicesDep):
+    """One document with its chunks (what citations link to)."""
+    try:
+        found = await run_in_threadpool(show_document, services.settings, document_id)
+    except BadInput:
+        found = None
+    groups = _visible_groups(caller)
+    if found is None or (groups is not None and not set(found["groups"]) & set(groups)):
+        raise not_found("document_not_found", f"no document {document_id} that your key may read")
+    found.pop("sha256", None)
+    return found

@@ -1,0 +1,45 @@
+"""Passages only, no answer: what retrieval finds for a query among the documents the key may read."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from api.answering import check_question
+from api.deps import CallerDep, ServicesDep
+from api.models import PassageOut, SearchRequest, SearchResponse
+from retrieval.search import SearchFilter
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse)
+async def search(body: SearchRequest, caller: CallerDep, services: ServicesDep):
+    query = check_question(services.settings, body.query)
+    started = time.monotonic()
+    search_filter = SearchFilter(groups=caller.groups, document_ids=tuple(body.document_ids))
+    result = await run_in_threadpool(services.searcher.search, query, body.k, search_filter)
+    services.metrics.searches.inc()
+    services.metrics.search_seconds.observe(time.monotonic() - started)
+    return SearchResponse(
+        passages=[
+            PassageOut(
+                rank=p.rank,
+                score=p.score,
+                dense_score=p.dense_score,
+                bm25_score=p.bm25_score,
+                chunk_id=p.chunk.id,
+                document_id=p.chunk.document_id,
+                title=p.chunk.title,
+                section=p.chunk.section,
+                source_path=p.chunk.source_path,
+                page=p.chunk.page,
+                text=p.chunk.text,
+            )
+            for p in result.passages
+        ],  # fmt: skip
+        confidence=result.confidence,
+        index_version=result.index_version,
+    )

@@ -1,0 +1,71 @@
+"""What the endpoints share, built once per Settings: catalogue, searcher, answerer, LLM gate, limits, metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from limits import parse as parse_limit
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from api.jobs import IngestRunner
+from api.llm_gate import LlmGate
+from api.metrics import Metrics
+from penny import Settings
+from retrieval.catalogue import open_catalogue
+from retrieval.search import Searcher, get_searcher
+
+
+class RateLimit:
+    """Per-key moving window of `per_minute` requests."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.limit = parse_limit(f"{per_minute}/minute")
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def allow(self, key_id: int) -> tuple[bool, int]:
+        """Whether the key may make one more request now, and the seconds until the window frees a slot."""
+        if self.limiter.hit(self.limit, str(key_id)):
+            return True, 0
+        reset = self.limiter.get_window_stats(self.limit, str(key_id)).reset_time
+        return False, max(1, round(reset - time.time()))
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sessions = open_catalogue(settings)
+        self.metrics = Metrics()
+        self.gate = LlmGate(settings.llm_queue_depth, settings.llm_nice, self.metrics)
+        self.rate_limit = RateLimit(settings.rate_limit_per_minute)
+        self.ingest = IngestRunner(settings, self.metrics)
+        self.searcher: Searcher = get_searcher(settings)
+        self._answerer = None
+        self._lock = threading.Lock()
+
+    @property
+    def answerer(self):
+        if self._answerer is None:
+            from answer import Answerer  # imported on first use: search and admin work without it
+
+            with self._lock:
+                if self._answerer is None:
+                    self._answerer = Answerer(self.settings)
+        return self._answerer
+
+    def close(self) -> None:
+        self.gate.close()
+
+
+_built: dict[int, Services] = {}
+_built_lock = threading.Lock()
+
+
+def services_for(settings: Settings) -> Services:
+    """One Services per Settings object in this process (the settings dependency decides which)."""
+    with _built_lock:
+        services = _built.get(id(settings))
+        if services is None or services.settings is not settings:
+            services = _built[id(settings)] = Services(settings)
+        return services
