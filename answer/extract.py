@@ -6,6 +6,7 @@ free) terms it contains; both matter: similarity finds paraphrases, term overlap
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -42,24 +43,38 @@ def split_sentences(text: str) -> list[str]:
 
 
 def score_sentences(
-    question: str, question_vector: np.ndarray, passages: list[Passage], embedder: Embedder
-) -> list[ScoredSentence]:
-    """Every sentence of `passages`, scored; one batch of embeddings for all of them."""
+    question: str, question_vector: np.ndarray | None, passages: list[Passage], embedder: Embedder
+) -> tuple[list[ScoredSentence], np.ndarray]:
+    """Every sentence of `passages`, scored, and the question's vector: one batch of embeddings for all of them
+    (the question joins the batch when its vector is not known yet)."""
     located = [
         (index, position, sentence)
         for index, passage in enumerate(passages)
         for position, sentence in enumerate(split_sentences(passage.chunk.text))
     ]
-    if not located:
-        return []
-    vectors = embedder.embed([sentence for _, _, sentence in located])
-    similarity = vectors @ question_vector
+    texts = [sentence for _, _, sentence in located]
+    if question_vector is None:
+        vectors = embedder.embed([question, *texts])
+        question_vector, vectors = vectors[0], vectors[1:]
+    else:
+        vectors = embedder.embed(texts)
+    similarity = vectors @ question_vector if len(texts) else np.zeros(0, dtype=np.float32)
     terms = set(analyze(question))
+    sentence_terms = [set(analyze(sentence)) for sentence in texts]
+    weight = _term_weights(terms, sentence_terms)
+    total = sum(weight.values())
     scored = []
-    for (index, position, sentence), cosine in zip(located, similarity, strict=True):
-        overlap = len(terms & set(analyze(sentence))) / len(terms) if terms else 0.0
+    for (index, position, sentence), cosine, found in zip(located, similarity, sentence_terms, strict=True):
+        overlap = sum(weight[term] for term in terms & found) / total if total else 0.0
         scored.append(ScoredSentence(index, position, sentence, float(cosine) + TERM_WEIGHT * overlap))
-    return scored
+    return scored, question_vector
+
+
+def _term_weights(terms: set[str], sentence_terms: list[set[str]]) -> dict[str, float]:
+    """Inverse sentence frequency among the candidates: a question term that few candidate sentences share
+    ("part-time" among many "annual leave" sentences) says more about which sentence answers."""
+    count = len(sentence_terms)
+    return {term: math.log(1 + count / (1 + sum(term in found for found in sentence_terms))) for term in terms}
 
 
 def pick_sentences(scored: list[ScoredSentence], limit: int, margin: float = 0.15) -> list[ScoredSentence]:

@@ -56,6 +56,7 @@ class _Work:
 
     question: str
     standalone: str
+    focus: str = ""  # what the answering sentences must answer: the follow-up itself when context was attached
     started_cpu: float = field(default_factory=time.process_time)
     cost: Cost = field(default_factory=Cost)
     flags: list[str] = field(default_factory=list)
@@ -131,6 +132,7 @@ class Answerer:
         self.searcher.embedder.model  # noqa: B018  (a one-time load is not part of any answer's cost)
         rewrite = followup.rewrite_heuristic(question, history)
         work = _Work(question=question, standalone=rewrite.question)
+        work.focus = question if rewrite.method == "context" else rewrite.question
         if rewrite.method in ("ellipsis", "context"):
             work.flags.append(f"rewrite:{rewrite.method}")
         search_filter = SearchFilter(
@@ -230,7 +232,7 @@ class Answerer:
         rewritten = generation.text.strip().splitlines()[0].strip() if generation.text.strip() else ""
         if not rewritten or generation.timed_out:
             return result, path
-        work.standalone = rewritten
+        work.standalone = work.focus = rewritten
         work.vector = None
         work.flags = [flag for flag in work.flags if not flag.startswith("rewrite:")] + ["rewrite:llm"]
         new_result = self._search(work, search_filter)
@@ -246,7 +248,10 @@ class Answerer:
 
     def _passages(self, work: _Work, result: SearchResult) -> Answer:
         candidates = result.passages[: self.settings.llm_passages]
-        scored = score_sentences(work.standalone, self._question_vector(work), candidates, self.searcher.embedder)
+        if work.focus == work.standalone:
+            scored, work.vector = score_sentences(work.focus, work.vector, candidates, self.searcher.embedder)
+        else:  # retrieval used the attached context; the sentence must answer the follow-up itself
+            scored, _ = score_sentences(work.focus, None, candidates, self.searcher.embedder)
         work.cost.embed_calls += 1
         chosen = pick_sentences(scored, self.settings.answer_sentences)
         passage = candidates[chosen[0].passage_index]
