@@ -168,6 +168,7 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = Field(200, ge=32, le=256)  # all-MiniLM-L6-v2 reads at most 256 word pieces
     chunk_overlap_tokens: int = Field(24, ge=0)
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    document_languages: list[str] = ["eng"]  # ISO 639-3 codes; [] detects the language of every element (slower)
 
     # retrieval
     bm25_backend: Literal["bm25s", "rank-bm25"] = "bm25s"
@@ -176,6 +177,7 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = Field(96, ge=16)
     fusion: Literal["convex", "rrf"] = "convex"
     fusion_dense_weight: float = Field(0.3, ge=0.0, le=1.0)
+    fusion_normalisation: Literal["min-max", "z-score", "max"] = "min-max"
     rrf_k: int = Field(60, ge=1)
     candidates: int = Field(50, ge=1)
 

@@ -51,12 +51,14 @@ def doc_type_of(path: Path) -> str:
     return doc_type
 
 
-def parse_bytes(path: Path, content: bytes) -> ParsedDocument:
-    """Parse `content`, the bytes of `path`. Raises ParseFailure with a reason a person can act on."""
+def parse_bytes(path: Path, content: bytes, languages: tuple[str, ...] = ("eng",)) -> ParsedDocument:
+    """Parse `content`, the bytes of `path`. Raises ParseFailure with a reason a person can act on.
+
+    Naming the languages spares unstructured a language detection per element (a quarter of its time)."""
     doc_type = doc_type_of(path)
     if not content.strip():
         raise ParseFailure("empty", "the file is empty")
-    elements = _PARTITIONERS[doc_type](content)
+    elements = _PARTITIONERS[doc_type](content, list(languages) or ["auto"])
     blocks = _blocks(elements)
     if not blocks:
         raise ParseFailure("empty", "no text could be extracted from the file")
@@ -77,25 +79,25 @@ def _decode_text(content: bytes) -> str:
             raise ParseFailure("binary", f"the file is not text in UTF-8 or Windows-1252 ({exc.reason})") from exc
 
 
-def _partition_md(content: bytes):
+def _partition_md(content: bytes, languages: list[str]):
     from unstructured.partition.md import partition_md
 
-    return partition_md(text=_decode_text(content))
+    return partition_md(text=_decode_text(content), languages=languages)
 
 
-def _partition_txt(content: bytes):
+def _partition_txt(content: bytes, languages: list[str]):
     from unstructured.partition.text import partition_text
 
-    return partition_text(text=_decode_text(content))
+    return partition_text(text=_decode_text(content), languages=languages)
 
 
-def _partition_html(content: bytes):
+def _partition_html(content: bytes, languages: list[str]):
     from unstructured.partition.html import partition_html
 
-    return partition_html(text=_decode_text(content))
+    return partition_html(text=_decode_text(content), languages=languages)
 
 
-def _partition_docx(content: bytes):
+def _partition_docx(content: bytes, languages: list[str]):
     from unstructured.partition.docx import partition_docx
 
     if not zipfile.is_zipfile(io.BytesIO(content)):
@@ -103,12 +105,12 @@ def _partition_docx(content: bytes):
             raise ParseFailure("encrypted", "the document is password-protected (or an old .doc): save it unprotected")
         raise ParseFailure("corrupt", "the file is not a valid .docx (not a ZIP container)")
     try:
-        return partition_docx(file=io.BytesIO(content))
+        return partition_docx(file=io.BytesIO(content), languages=languages)
     except (KeyError, zipfile.BadZipFile, ValueError) as exc:
         raise ParseFailure("corrupt", f"the .docx could not be read: {exc}") from exc
 
 
-def _partition_pdf(content: bytes):
+def _partition_pdf(content: bytes, languages: list[str]):
     from pdfminer.high_level import extract_pages
     from pdfminer.layout import LTTextContainer
     from pdfminer.pdfdocument import PDFEncryptionError, PDFPasswordIncorrect
@@ -120,7 +122,7 @@ def _partition_pdf(content: bytes):
     try:
         for number, page in enumerate(extract_pages(io.BytesIO(content)), start=1):
             text = "\n".join(item.get_text() for item in page if isinstance(item, LTTextContainer)).strip()
-            for element in partition_text(text=text) if text else []:
+            for element in partition_text(text=text, languages=languages) if text else []:
                 element.metadata.page_number = number
                 elements.append(element)
     except (PDFPasswordIncorrect, PDFEncryptionError) as exc:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class JobReport:
     chunks_embedded: int = 0
     index_version: int | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage: scan, embed, publish
 
     def counts(self) -> dict[str, int]:
         return {
@@ -177,6 +179,7 @@ def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport
     files = sorted({str(p.resolve()) for root in request.paths for p in _walk(root)})
     roots = [str(p.resolve()) for p in request.paths]
     progress.start(len(files))
+    started = time.perf_counter()
     known = _known_documents(sessions)
     plan = _Plan(groups_json=json.dumps(sorted(set(request.groups))), source=request.source)
     for path in files:
@@ -202,6 +205,7 @@ def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport
     if request.prune:
         present = set(files)
         plan.gone = [p for p in known if p not in present and any(_under(p, r) for r in roots)]
+    report.seconds["scan"] = round(time.perf_counter() - started, 3)
     _embed_and_publish(settings, sessions, embedder, plan, known, report, progress)
 
 
@@ -219,8 +223,11 @@ def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report:
         for t in (index_text(item.parsed.title, d.section, d.text) for d in item.drafts)
     }
     progress.stage("embedding")
+    started = time.perf_counter()
     report.chunks_embedded = embed_missing(sessions, embedder, texts, on_batch=lambda n: progress.advance(embedded=n))
+    report.seconds["embed"] = round(time.perf_counter() - started, 3)
     progress.stage("publishing")
+    started = time.perf_counter()
     with sessions.begin() as session:
         for item in plan.staged:
             _store_document(session, item, known.get(item.path), plan.groups_json, plan.source, report)
@@ -238,6 +245,7 @@ def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report:
         session.flush()
         if plan.changes_index:
             report.index_version = publish_version(session, settings, embedder.dimension, report.job_id)
+        report.seconds["publish"] = round(time.perf_counter() - started, 3)
         _record_finish(session, report, "succeeded", None)
     if plan.changes_index:
         tidy_versions(sessions, settings)
@@ -348,7 +356,7 @@ def _examine(path: Path, known: Document | None, settings: Settings, groups_json
 def _parse_and_chunk(item: _Staged, embedder: Embedder, settings: Settings) -> None:
     content, item.content = item.content, None
     try:
-        item.parsed = parse_bytes(Path(item.path), content)
+        item.parsed = parse_bytes(Path(item.path), content, tuple(settings.document_languages))
     except ParseFailure:
         raise
     except Exception as exc:  # a parser library choking on a malformed file must not abort the whole job
