@@ -7,7 +7,7 @@ WHEELS := .wheels
 LLAMA  := llama-cpp-python==0.3.36
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 UNSTRUCTURED_DISABLE_NOTICE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: demo test install install-models bench lint clean
+.PHONY: demo test install install-models bench lint clean browser
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ demo: $(VENV)/.models
 	$(VENV)/bin/penny ingest data/corpus --group everyone
 	$(VENV)/bin/penny ask "How many days of annual leave do full-time employees get?"
 
-test: $(VENV)/.installed
+# Headless Chromium for the web page's test (tests/test_web.py skips without it): installed on CI, or when missing.
+browser:
+	@if [ -n "$$CI" ] || [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+		|| echo "could not install chromium: the browser test will be skipped"; fi
+
+test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
