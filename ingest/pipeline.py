@@ -176,8 +176,8 @@ class _Plan:
 
 def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport, progress: Progress) -> None:
     embedder = get_embedder(settings)
-    files = sorted({str(p.resolve()) for root in request.paths for p in _walk(root)})
-    roots = [str(p.resolve()) for p in request.paths]
+    files = sorted({os.path.abspath(p) for root in request.paths for p in _walk(root)})  # links are not followed
+    roots = [os.path.abspath(p) for p in request.paths]
     progress.start(len(files))
     started = time.perf_counter()
     known = _known_documents(sessions)
