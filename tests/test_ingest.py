@@ -58,7 +58,9 @@ def make_docx(path: Path) -> Path:
     doc.add_paragraph("All flights are booked through the travel desk at least 14 days before departure.")
     doc.add_heading("Hotel caps", level=2)
     table = doc.add_table(rows=3, cols=2)
-    for row, (city, cap) in zip(table.rows, [("City", "Nightly cap"), ("London", "180 GBP"), ("Lisbon", "130 EUR")]):
+    for row, (city, cap) in zip(
+        table.rows, [("City", "Nightly cap"), ("London", "180 GBP"), ("Lisbon", "130 EUR")], strict=True
+    ):
         row.cells[0].text, row.cells[1].text = city, cap
     doc.save(path)
     return path
