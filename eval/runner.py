@@ -1,0 +1,244 @@
+"""Run every sampled question through each strategy and append one JSON record per (question, strategy) to
+`OUT/results.jsonl`, so an interrupted run resumes where it stopped.
+
+Records are of two kinds:
+- `retrieval`: once per question, the ranked document keys of a k=20 search (inside the question's scope) and the
+  ranking metrics against the qrels; the same ranking feeds every strategy;
+- `answer`: one per strategy, with the answer, its path, confidence, graded quality, tokens, cost and latency.
+
+The LLM strategies (`llm`, `external`) run on the first `llm_limit` questions of the sample only, because a local
+LLM answer costs seconds; the report compares strategies on the questions all of them answered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from answer import Answerer
+from eval import metrics
+from eval.quality import CORRECT_RECALL, grade
+from eval.workspace import EvalQuestion, EvalSet, document_ids, prepare_data_dir, sample_questions
+from penny import BadInput, PennyError, Settings
+from retrieval.embedder import get_embedder
+from retrieval.search import SearchFilter, get_searcher
+
+STRATEGIES = ("passages", "llm", "routed", "external")
+LLM_STRATEGIES = ("llm", "external")
+RESULTS = "results.jsonl"
+RUN = "run.json"
+RANK_DEPTH = 20  # retrieved deeper than 10 so that several chunks of one document still leave 10 distinct documents
+# settings that change answers: a resumed run must have been made with the same values
+_ANSWER_SETTINGS = ("llm_model", "passage_threshold", "abstain_floor", "llm_passages", "llm_max_tokens",
+                    "answer_sentences", "fusion", "fusion_dense_weight", "candidates", "external_model")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: Path
+    out: Path
+    work_dir: Path
+    strategies: tuple[str, ...] = ("passages", "llm", "routed")
+    limit: int | None = None
+    llm_limit: int | None = None
+    seed: int = 13
+
+
+@dataclass
+class Run:
+    """A prepared run: the set, its sampled questions, settings pointing at the cached index, and the config."""
+
+    eval_set: EvalSet
+    questions: list[EvalQuestion]
+    settings: Settings
+    config: RunConfig
+
+    @property
+    def results_path(self) -> Path:
+        return self.config.out / RESULTS
+
+    def planned(self) -> list[tuple[EvalQuestion, tuple[str, ...]]]:
+        """Each sampled question with the strategies it gets, LLM strategies only inside the LLM subset."""
+        llm_limit = len(self.questions) if self.config.llm_limit is None else self.config.llm_limit
+        return [
+            (question, tuple(s for s in self.config.strategies if s not in LLM_STRATEGIES or position < llm_limit))
+            for position, question in enumerate(self.questions)
+        ]
+
+
+def validate_strategies(names: list[str], settings: Settings) -> tuple[str, ...]:
+    unknown = [name for name in names if name not in STRATEGIES]
+    if unknown or not names:
+        raise BadInput(f"strategies must be some of {', '.join(STRATEGIES)}; got {', '.join(names) or 'none'}")
+    if "external" in names and not (settings.external_base_url and settings.external_model):
+        raise BadInput("the external strategy needs PENNY_EXTERNAL_BASE_URL and PENNY_EXTERNAL_MODEL")
+    return tuple(dict.fromkeys(names))
+
+
+def prepare(config: RunConfig, settings: Settings, load: Callable[[Path], EvalSet]) -> Run:
+    """Load and sample the set, ingest (or reuse) its index, and check `out` holds no run of something else."""
+    if config.limit is not None and config.limit < 1:
+        raise BadInput("--limit must be at least 1")
+    eval_set = load(config.dataset)
+    questions = sample_questions(eval_set.questions, config.limit, config.seed)
+    if not questions:
+        raise BadInput(f"{config.dataset} has no questions")
+    scoped = prepare_data_dir(eval_set, settings, config.work_dir)
+    run = Run(eval_set=eval_set, questions=questions, settings=scoped, config=config)
+    _claim_out_dir(run)
+    return run
+
+
+def _identity(run: Run) -> dict[str, Any]:
+    return {
+        "dataset": run.eval_set.name,
+        "index": run.settings.data_dir.name,
+        "seed": run.config.seed,
+        "settings": {name: getattr(run.settings, name) for name in _ANSWER_SETTINGS},
+    }
+
+
+def _claim_out_dir(run: Run) -> None:
+    run.config.out.mkdir(parents=True, exist_ok=True)
+    marker = run.config.out / RUN
+    identity = _identity(run)
+    if marker.exists():
+        before = json.loads(marker.read_text())
+        if before != identity:
+            raise BadInput(
+                f"{run.config.out} holds results of a different run ({before}); give another --out or delete it"
+            )
+    else:
+        marker.write_text(json.dumps(identity, indent=2))
+
+
+def load_records(path: Path) -> list[dict[str, Any]]:
+    """The records written so far; a line cut short by an interrupt is dropped (its work is redone)."""
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def _key(record: dict[str, Any]) -> tuple[str, str, str]:
+    return record["kind"], record.get("strategy", ""), record["qid"]
+
+
+def pending_steps(run: Run) -> list[tuple[EvalQuestion, str]]:
+    """(question, 'retrieval' or a strategy) still to do, in run order."""
+    done = {_key(record) for record in load_records(run.results_path)}
+    steps = []
+    for question, strategies in run.planned():
+        if ("retrieval", "", question.id) not in done:
+            steps.append((question, "retrieval"))
+        steps += [(question, s) for s in strategies if ("answer", s, question.id) not in done]
+    return steps
+
+
+def execute(run: Run, steps: list[tuple[EvalQuestion, str]], advance: Callable[[], None] = lambda: None) -> None:
+    """Do the steps, appending each record as soon as it is made (flushed, so a kill loses at most one)."""
+    if not steps:
+        return
+    answerer = Answerer(run.settings)
+    keys = document_ids(run.settings, run.eval_set)
+    if any(step in LLM_STRATEGIES for _, step in steps):
+        _warm_up(answerer, steps)
+    with open(run.results_path, "a+", encoding="utf-8") as handle:
+        handle.seek(0, 2)
+        if handle.tell() and not run.results_path.read_bytes().endswith(b"\n"):
+            handle.write("\n")  # a line cut short by an interrupt stays a line of its own, skipped when read
+        for record in _records(run, answerer, keys, steps, advance):
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+
+
+def _warm_up(answerer: Answerer, steps: list[tuple[EvalQuestion, str]]) -> None:
+    """Load the LLM before timing anything, so the first LLM answer's latency is not the model's load time."""
+    question, strategy = next((q, s) for q, s in steps if s in LLM_STRATEGIES)
+    try:
+        answerer.answer(question.text, strategy=strategy, use_cache=False)
+    except PennyError:
+        pass  # the timed run records the error itself
+
+
+def _records(run, answerer, keys, steps, advance) -> Iterator[dict[str, Any]]:
+    for question, step in steps:
+        scope = _scope_ids(question, keys)
+        if step == "retrieval":
+            yield retrieval_record(run, question, scope)
+        else:
+            yield answer_record(run, answerer, question, step, scope)
+        advance()
+
+
+def _scope_ids(question: EvalQuestion, keys: dict[str, int]) -> tuple[int, ...]:
+    if not question.scope:
+        return ()
+    return tuple(keys[key] for key in question.scope if key in keys)
+
+
+def retrieval_record(run: Run, question: EvalQuestion, scope: tuple[int, ...]) -> dict[str, Any]:
+    result = get_searcher(run.settings).search(
+        question.text, k=RANK_DEPTH, search_filter=SearchFilter(document_ids=scope)
+    )
+    ranked = [run.eval_set.document_key(passage.chunk.source_path) for passage in result.passages]
+    record: dict[str, Any] = {"kind": "retrieval", "qid": question.id, "ranked": ranked,
+                              "confidence": result.confidence}  # fmt: skip
+    if run.eval_set.has_qrels and question.relevant:
+        record["recall@10"] = metrics.recall_at_k(ranked, question.relevant, 10)
+        record["mrr@10"] = metrics.reciprocal_rank(ranked, question.relevant, 10)
+        record["ndcg@10"] = metrics.ndcg_at_k(ranked, question.relevant, 10)
+    if question.answers:
+        top = [passage.chunk.text for passage in result.passages[:10]]
+        record["context_answer_recall@10"] = metrics.answer_token_recall(top, question.answers)
+    return record
+
+
+def answer_record(
+    run: Run, answerer: Answerer, question: EvalQuestion, strategy: str, scope: tuple[int, ...]
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        answer = answerer.answer(question.text, strategy=strategy, document_ids=scope, use_cache=False)
+    except PennyError as exc:
+        answer, error = None, f"{exc.code}: {exc}"
+    latency_ms = (time.perf_counter() - started) * 1000
+    record: dict[str, Any] = {
+        "kind": "answer",
+        "strategy": strategy,
+        "qid": question.id,
+        "question": question.text,
+        "unanswerable": question.unanswerable,
+        "graded": bool(question.answers) or question.unanswerable,
+        "latency_ms": latency_ms,
+    }
+    if answer is None:
+        return record | {"error": error, "path": "error", "abstained": False, "answer_f1": 0.0,
+                         "answer_recall": 0.0, "similarity": 0.0, "correct": False, "confidence": None,
+                         "text": "", "cost": {}}  # fmt: skip
+    abstained = answer.path == "abstain"
+    quality = grade(get_embedder(run.settings), answer.text, question.answers, abstained, question.unanswerable)
+    return record | {
+        "path": answer.path,
+        "confidence": answer.confidence,
+        "text": answer.text,
+        "flags": answer.flags,
+        "citations": [run.eval_set.document_key(c.source_path) for c in answer.citations],
+        "abstained": abstained,
+        "answer_f1": quality.answer_f1,
+        "answer_recall": quality.answer_recall,
+        "similarity": quality.similarity,
+        "correct": quality.correct,
+        "correct_rule": f"answer_recall>={CORRECT_RECALL} or abstained on unanswerable",
+        "cost": asdict(answer.cost),
+    }
