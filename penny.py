@@ -178,6 +178,7 @@ class Settings(BaseSettings):
     fusion: Literal["convex", "rrf"] = "convex"
     fusion_dense_weight: float = Field(0.3, ge=0.0, le=1.0)
     fusion_normalisation: Literal["min-max", "z-score", "max"] = "min-max"
+    fusion_numeric_dense_weight: float | None = Field(None, ge=0.0, le=1.0)  # for queries with a digit
     rrf_k: int = Field(60, ge=1)
     candidates: int = Field(50, ge=1)
 

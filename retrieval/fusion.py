@@ -1,11 +1,16 @@
-"""Fusing dense and BM25 candidates: a convex combination of min-max normalised scores, or reciprocal rank fusion.
+"""Fusing dense and BM25 candidates: a convex combination of normalised scores, or reciprocal rank fusion.
 
-Which one, and its weight, is a setting chosen by measurement (eval/bench_retrieval.py), not by taste.
+Which one, with which weight and normalisation, is a setting chosen by measurement on the dev sets
+(eval/bench_retrieval.py prints the sweep), not by taste. The convex weight may differ for queries holding a
+number ("revenue in 2019", "error 0x80070005"): a sentence embedding barely tells one number from another, so
+there the exact-term ranker deserves more say.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -14,8 +19,46 @@ from penny import Settings
 if TYPE_CHECKING:
     from retrieval.search import Candidates
 
+Normalisation = Literal["min-max", "z-score", "max"]
+_DIGIT = re.compile(r"\d")
+
+
+def has_number(query: str) -> bool:
+    return bool(_DIGIT.search(query))
+
+
+@dataclass(frozen=True)
+class FusionMethod:
+    kind: Literal["convex", "rrf"]
+    dense_weight: float = 0.5
+    normalisation: Normalisation = "min-max"
+    rrf_k: int = 60
+    numeric_dense_weight: float | None = None  # the dense weight for queries with a digit; None: dense_weight
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FusionMethod:
+        return cls(
+            kind=settings.fusion,
+            dense_weight=settings.fusion_dense_weight,
+            normalisation=settings.fusion_normalisation,
+            rrf_k=settings.rrf_k,
+            numeric_dense_weight=settings.fusion_numeric_dense_weight,
+        )
+
+    def weight_for(self, query: str) -> float:
+        if self.numeric_dense_weight is not None and has_number(query):
+            return self.numeric_dense_weight
+        return self.dense_weight
+
+    def __str__(self) -> str:
+        if self.kind == "rrf":
+            return f"rrf(k={self.rrf_k})"
+        numeric = "" if self.numeric_dense_weight is None else f", with a number {self.numeric_dense_weight:.2f}"
+        return f"convex({self.normalisation}, dense_weight={self.dense_weight:.2f}{numeric})"
+
 
 def min_max(scores: np.ndarray) -> np.ndarray:
+    """Scores mapped onto [0, 1] by the candidates' own range."""
     if len(scores) == 0:
         return scores
     low, high = float(scores.min()), float(scores.max())
@@ -24,20 +67,48 @@ def min_max(scores: np.ndarray) -> np.ndarray:
     return np.full_like(scores, 1.0 if high > 0 else 0.0)
 
 
-def convex(dense: np.ndarray, bm25: np.ndarray, dense_weight: float) -> np.ndarray:
-    return dense_weight * min_max(dense) + (1.0 - dense_weight) * min_max(bm25)
+def z_score(scores: np.ndarray) -> np.ndarray:
+    """Scores in standard deviations from the candidates' mean."""
+    if len(scores) == 0:
+        return scores
+    spread = float(scores.std())
+    return (scores - scores.mean()) / spread if spread > 0 else np.zeros_like(scores)
+
+
+def over_max(scores: np.ndarray) -> np.ndarray:
+    """Scores over the best one, with 0 as the fixed floor (both cosine and BM25 are 0 for an unrelated text)."""
+    if len(scores) == 0:
+        return scores
+    high = float(scores.max())
+    return np.maximum(scores, 0) / high if high > 0 else np.zeros_like(scores)
+
+
+NORMALISERS = {"min-max": min_max, "z-score": z_score, "max": over_max}
+
+
+def convex(dense: np.ndarray, bm25: np.ndarray, dense_weight: float, normalisation: Normalisation = "min-max"):
+    normalise = NORMALISERS[normalisation]
+    return dense_weight * normalise(dense) + (1.0 - dense_weight) * normalise(bm25)
 
 
 def reciprocal_rank(size: int, dense_rank: dict[int, int], bm25_rank: dict[int, int], k: int) -> np.ndarray:
-    fused = np.zeros(size, dtype=np.float32)
+    """Sum over both rankers of 1 / (k + rank), ranks counted from 1; a ranker that did not return a candidate
+    adds nothing for it."""
+    fused = np.zeros(size, dtype=np.float64)
     for ranks in (dense_rank, bm25_rank):
         for position, rank in ranks.items():
             fused[position] += 1.0 / (k + rank + 1)
     return fused
 
 
-def fuse(candidates: Candidates, settings: Settings) -> np.ndarray:
+def fuse_scores(candidates: Candidates, method: FusionMethod, query: str = "") -> np.ndarray:
     """One fused score per candidate, higher is better."""
-    if settings.fusion == "rrf":
-        return reciprocal_rank(len(candidates.rows), candidates.dense_rank, candidates.bm25_rank, settings.rrf_k)
-    return convex(candidates.dense, candidates.bm25, settings.fusion_dense_weight)
+    if method.kind == "rrf":
+        return reciprocal_rank(len(candidates.rows), candidates.dense_rank, candidates.bm25_rank, method.rrf_k)
+    dense = candidates.dense.astype(np.float64)
+    bm25 = candidates.bm25.astype(np.float64)
+    return convex(dense, bm25, method.weight_for(query), method.normalisation)
+
+
+def fuse(candidates: Candidates, settings: Settings, query: str = "") -> np.ndarray:
+    return fuse_scores(candidates, FusionMethod.from_settings(settings), query)

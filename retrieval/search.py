@@ -14,11 +14,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from penny import BadInput, IndexUnavailable, Passage, SearchResult, Settings
 from retrieval.catalogue import ChunkRow, Document, live_version, open_catalogue
-from retrieval.confidence import ConfidenceModel, features
-from retrieval.dense import search_dense
+from retrieval.confidence import ConfidenceModel, features_from_candidates
+from retrieval.dense import is_approximate, search_dense
 from retrieval.embedder import Embedder, get_embedder
 from retrieval.fusion import fuse
 from retrieval.snapshot import Snapshot, version_folder
+
+# A filter allowing at most this many rows is searched exactly even on an HNSW index (a dot product over them).
+EXACT_FILTER_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Candidates:
 class Searcher:
     """Searches the live index version; picks up a new version when an ingestion job commits one."""
 
+    exact_filter_rows: int = EXACT_FILTER_ROWS
+
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or get_embedder(settings)
@@ -77,17 +82,43 @@ class Searcher:
             return self._snapshot
 
     def search(self, query: str, k: int = 10, search_filter: SearchFilter | None = None) -> SearchResult:
-        query = query.strip()
-        if not query:
+        return self.search_many([query], k, [search_filter])[0]
+
+    def search_many(
+        self, queries: list[str], k: int = 10, search_filters: list[SearchFilter | None] | None = None
+    ) -> list[SearchResult]:
+        """Search several queries with one embedding batch; `search_filters` is one filter per query (or None)."""
+        started = time.process_time()
+        queries, filters = self._validate(queries, k, search_filters)
+        snapshot = self.snapshot()
+        vectors = self.embedder.embed(queries)
+        shared_ms = (time.process_time() - started) * 1000 / len(queries)
+        results = []
+        for query, vector, search_filter in zip(queries, vectors, filters, strict=True):
+            query_started = time.process_time()
+            candidates = self.candidates(snapshot, query, vector, k, search_filter)
+            results.append(
+                self._result(snapshot, query, candidates, k, shared_ms + (time.process_time() - query_started) * 1000)
+            )
+        return results
+
+    @staticmethod
+    def _validate(
+        queries: list[str], k: int, search_filters: list[SearchFilter | None] | None
+    ) -> tuple[list[str], list[SearchFilter]]:
+        queries = [query.strip() for query in queries]
+        if not queries or not all(queries):
             raise BadInput("the query is empty: ask a question or give some search words")
         if k < 1:
             raise BadInput("k must be at least 1")
-        started = time.process_time()
-        snapshot = self.snapshot()
-        query_vector = self.embedder.embed_one(query)
-        candidates = self._candidates(snapshot, query, query_vector, k, search_filter or SearchFilter())
-        fused = fuse(candidates, self.settings)
-        order = _fold_duplicates(snapshot, candidates.rows, fused)[:k]
+        filters = search_filters if search_filters is not None else [None] * len(queries)
+        if len(filters) != len(queries):
+            raise BadInput(f"give one search filter per query: {len(queries)} queries, {len(filters)} filters")
+        return queries, [search_filter or SearchFilter() for search_filter in filters]
+
+    def _result(self, snapshot: Snapshot, query: str, candidates: Candidates, k: int, cpu_ms: float) -> SearchResult:
+        fused = fuse(candidates, self.settings, query)
+        order = fold_duplicates(snapshot, candidates.rows, fused)[:k]
         chunks = self._load_chunks(snapshot, [int(snapshot.chunk_ids[candidates.rows[i]]) for i in order])
         passages = [
             Passage(
@@ -99,35 +130,36 @@ class Searcher:
             )
             for rank, i in enumerate(order)
         ]
-        confidence = self.confidence_model.predict(features(query, passages, candidates, order))
+        top_text = (
+            f"{passages[0].chunk.section or passages[0].chunk.title}\n{passages[0].chunk.text}" if passages else ""
+        )
+        confidence = self.confidence_model.predict(features_from_candidates(query, candidates, fused, order, top_text))
         return SearchResult(
-            passages=passages,
-            confidence=confidence,
-            index_version=snapshot.version,
-            embed_calls=1,
-            cpu_ms=(time.process_time() - started) * 1000,
+            passages=passages, confidence=confidence, index_version=snapshot.version, embed_calls=1, cpu_ms=cpu_ms
         )
 
-    def _candidates(
+    def candidates(
         self, snapshot: Snapshot, query: str, query_vector: np.ndarray, k: int, search_filter: SearchFilter
     ) -> Candidates:
-        empty = np.zeros(0, dtype=np.int64)
+        """The union of the dense and BM25 top candidates among allowed rows, each with both exact scores.
+
+        Filters restrict both rankers before their top is taken, so a filter never shrinks the result below k
+        while k allowed passages exist (dense finds `depth` allowed rows; BM25 adds rows sharing a query term)."""
+        empty = Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32))
         if not len(snapshot):
-            return Candidates(empty, np.zeros(0, np.float32), np.zeros(0, np.float32))
-        allowed_rows = None if search_filter.is_open else _allowed_rows(snapshot, search_filter)
-        depth = max(self.settings.candidates, 2 * k)
+            return empty
+        allowed_rows = None if search_filter.is_open else allowed_rows_for(snapshot, search_filter)
         if allowed_rows is not None and len(allowed_rows) == 0:
-            return Candidates(empty, np.zeros(0, np.float32), np.zeros(0, np.float32))
-        allowed_ids = None if allowed_rows is None else snapshot.chunk_ids[allowed_rows]
-        dense_ids, _ = search_dense(snapshot.dense, query_vector, depth, allowed_ids, self.settings.hnsw_ef_search)
-        dense_rows = np.array([snapshot.row_of_chunk[int(i)] for i in dense_ids], dtype=np.int64)
+            return empty
+        depth = max(self.settings.candidates, 2 * k)
+        dense_rows = self._dense_rows(snapshot, query_vector, depth, allowed_rows)
 
         bm25_all = snapshot.bm25.scores(query)
         if allowed_rows is not None:
             masked = np.full_like(bm25_all, -np.inf)
             masked[allowed_rows] = bm25_all[allowed_rows]
             bm25_all = masked
-        bm25_rows = _top_rows(bm25_all, depth)
+        bm25_rows = top_rows(bm25_all, depth)
         bm25_rows = bm25_rows[bm25_all[bm25_rows] > 0]  # rows sharing no term with the query are not candidates
 
         rows = np.unique(np.concatenate([dense_rows, bm25_rows]))
@@ -143,6 +175,22 @@ class Searcher:
             bm25_rank={position[int(row)]: rank for rank, row in enumerate(bm25_rows)},
         )
 
+    def _dense_rows(
+        self, snapshot: Snapshot, query_vector: np.ndarray, depth: int, allowed_rows: np.ndarray | None
+    ) -> np.ndarray:
+        """Rows of the dense top `depth` among allowed rows. A narrow filter on an approximate index is searched
+        exactly: a graph walk that may only collect few allowed nodes would return fewer than `depth` rows."""
+        approximate = is_approximate(snapshot.dense)
+        if allowed_rows is not None and approximate and len(allowed_rows) <= self.exact_filter_rows:
+            return _exact_rows(snapshot, query_vector, depth, allowed_rows)
+        allowed_ids = None if allowed_rows is None else snapshot.chunk_ids[allowed_rows]
+        dense_ids, _ = search_dense(snapshot.dense, query_vector, depth, allowed_ids, self.settings.hnsw_ef_search)
+        rows = np.array([snapshot.row_of_chunk[int(i)] for i in dense_ids], dtype=np.int64)
+        available = len(snapshot) if allowed_rows is None else len(allowed_rows)
+        if approximate and allowed_rows is not None and len(rows) < min(depth, available):
+            return _exact_rows(snapshot, query_vector, depth, allowed_rows)
+        return rows
+
     def _load_chunks(self, snapshot: Snapshot, chunk_ids: list[int]) -> dict:
         if not chunk_ids:
             return {}
@@ -157,20 +205,29 @@ class Searcher:
         return found
 
 
-def _allowed_rows(snapshot: Snapshot, search_filter: SearchFilter) -> np.ndarray:
+def allowed_rows_for(snapshot: Snapshot, search_filter: SearchFilter) -> np.ndarray:
+    """Index rows whose document the filter allows."""
     allowed_docs = np.array(
         [doc_id for doc_id, doc in snapshot.documents.items() if search_filter.allows(doc)], dtype=np.int64
     )
     return np.flatnonzero(np.isin(snapshot.document_ids, allowed_docs))
 
 
-def _top_rows(scores: np.ndarray, depth: int) -> np.ndarray:
+def top_rows(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Positions of the `depth` highest scores, best first."""
     depth = min(depth, len(scores))
+    if depth <= 0:
+        return np.zeros(0, dtype=np.int64)
     top = np.argpartition(-scores, depth - 1)[:depth]
     return top[np.argsort(-scores[top], kind="stable")]
 
 
-def _fold_duplicates(snapshot: Snapshot, rows: np.ndarray, fused: np.ndarray) -> list[int]:
+def _exact_rows(snapshot: Snapshot, query_vector: np.ndarray, depth: int, allowed_rows: np.ndarray) -> np.ndarray:
+    similarities = np.asarray(snapshot.vectors[allowed_rows] @ query_vector, dtype=np.float32)
+    return allowed_rows[top_rows(similarities, depth)]
+
+
+def fold_duplicates(snapshot: Snapshot, rows: np.ndarray, fused: np.ndarray) -> list[int]:
     """Candidate positions by fused score, keeping one of several identical passages (same text, two paths)."""
     seen: set[int] = set()
     order = []

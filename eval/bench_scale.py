@@ -1,0 +1,215 @@
+"""Search latency and HNSW recall at sizes the dev sets do not reach, on a synthetic but structured index.
+
+What the synthetic index is: the real chunk vectors of the ingested dev sets (msmarco-sample, tatqa-dev) serve as
+topic centres; each synthetic row is a centre plus Gaussian noise (cosine to its centre about 0.8), renormalised.
+Its BM25 text is its centre's analysed tokens, each kept with probability 0.7, plus three tokens drawn from the
+whole vocabulary. Queries are the real dev-set query embeddings and texts, so both rankers see realistic
+neighbourhoods. The timed path is the library's own: Searcher.candidates, fusion, duplicate folding and the
+confidence features, plus the query embedding; reading the top chunks from SQL is timed on the real index only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import bm25s
+import faiss
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from eval.retrieval_devsets import DevSet, settings_for
+from penny import Settings
+from retrieval.analysis import analyze
+from retrieval.bm25 import Bm25sIndex
+from retrieval.confidence import features_from_candidates
+from retrieval.dense import build_dense, is_approximate, search_dense
+from retrieval.fusion import fuse
+from retrieval.search import Searcher, SearchFilter, fold_duplicates
+from retrieval.snapshot import DocumentMeta
+
+console = Console(width=160)
+RNG_SEED = 7
+
+
+@dataclass
+class SyntheticSnapshot:
+    """Duck-types the parts of retrieval.snapshot.Snapshot that search reads."""
+
+    vectors: np.ndarray
+    dense: faiss.Index
+    bm25: Bm25sIndex
+    chunk_ids: np.ndarray
+    document_ids: np.ndarray
+    text_keys: np.ndarray
+    documents: dict[int, DocumentMeta]
+    version: int = 0
+    row_of_chunk: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+
+def real_material() -> tuple[np.ndarray, list[list[str]], list[str], np.ndarray]:
+    """Chunk vectors and analysed chunk texts of the ingested dev sets, and real query texts with vectors."""
+    from eval.bench_retrieval import row_info
+    from eval.retrieval_devsets import dev_sets
+
+    vectors, tokens, queries = [], [], []
+    for devset in dev_sets(max_queries=300, ocp_questions=0)[:2]:
+        searcher = Searcher(devset.settings)
+        snapshot = searcher.snapshot()
+        vectors.append(np.asarray(snapshot.vectors))
+        tokens.extend(analyze(text) for text in row_info(devset, searcher).texts)
+        queries.extend(q.text for q in devset.queries)
+    embedder = Searcher(settings_for("msmarco-sample")).embedder
+    return np.concatenate(vectors), tokens, queries, embedder.embed(queries)
+
+
+def synthetic_snapshot(size: int, settings: Settings, material) -> tuple[SyntheticSnapshot, float]:
+    centres, centre_tokens, _, _ = material
+    rng = np.random.default_rng(RNG_SEED)
+    which = rng.integers(0, len(centres), size)
+    vectors = np.empty((size, centres.shape[1]), dtype=np.float32)
+    for start in range(0, size, 100_000):
+        part = which[start : start + 100_000]
+        noise = rng.standard_normal((len(part), centres.shape[1])).astype(np.float32) * (
+            0.75 / np.sqrt(centres.shape[1])
+        )
+        block = centres[part] + noise
+        vectors[start : start + len(part)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    vocabulary = sorted({t for tokens in centre_tokens for t in tokens})
+    corpus = []
+    for row, centre in enumerate(which):
+        kept = [t for t in centre_tokens[centre] if rng.random() < 0.7]
+        corpus.append(kept + [vocabulary[i] for i in rng.integers(0, len(vocabulary), 3)])
+        if row % 200_000 == 0 and row:
+            console.print(f"  synthetic texts: {row:,}")
+    chunk_ids = np.arange(1, size + 1, dtype=np.int64)
+    started = time.perf_counter()
+    dense = build_dense(vectors, chunk_ids, settings)
+    build_seconds = time.perf_counter() - started
+    model = bm25s.BM25(k1=1.5, b=0.75)
+    model.index(corpus, show_progress=False)
+    documents = {
+        1: DocumentMeta(id=1, path="synthetic://1", source="synthetic", doc_type="record", groups=("everyone",))
+    }
+    snapshot = SyntheticSnapshot(
+        vectors=vectors,
+        dense=dense,
+        bm25=Bm25sIndex(model),
+        chunk_ids=chunk_ids,
+        document_ids=np.ones(size, dtype=np.int64),
+        text_keys=chunk_ids.copy(),
+        documents=documents,
+        row_of_chunk={int(c): i for i, c in enumerate(chunk_ids)},
+    )
+    return snapshot, build_seconds
+
+
+def time_core(searcher: Searcher, snapshot, queries: list[str], with_embedding: bool) -> dict[str, float]:
+    """Warm single-query latency of the retrieval core (optionally with the query embedding)."""
+    vectors = searcher.embedder.embed(queries)
+    open_filter = SearchFilter()
+    times = []
+    started = time.perf_counter()
+    for query, vector in zip(queries, vectors, strict=True):
+        t0 = time.perf_counter()
+        if with_embedding:
+            vector = searcher.embedder.embed_one(query)
+        candidates = searcher.candidates(snapshot, query, vector, 10, open_filter)
+        fused = fuse(candidates, searcher.settings, query)
+        order = fold_duplicates(snapshot, candidates.rows, fused)[:10]
+        features_from_candidates(query, candidates, fused, order, query)
+        times.append((time.perf_counter() - t0) * 1000)
+    elapsed = time.perf_counter() - started
+    return {
+        "p50_ms": float(np.percentile(times, 50)),
+        "p95_ms": float(np.percentile(times, 95)),
+        "qps": len(times) / elapsed,
+    }
+
+
+def dense_recall(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, ef_search: int, k: int = 10) -> float:
+    """Share of the exact top-k (by inner product over all vectors) that the index returns."""
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :k] + 1  # chunk ids are rows + 1
+    found = 0
+    for query, truth in zip(queries, exact, strict=True):
+        ids, _ = search_dense(index, query, k, None, ef_search)
+        found += len(set(ids.tolist()) & set(truth.tolist()))
+    return found / (k * len(queries))
+
+
+_material = None
+
+
+def _get_material():
+    global _material
+    if _material is None:
+        _material = real_material()
+    return _material
+
+
+def scale_latency(size: int, queries_timed: int = 200) -> list[tuple[str, dict[str, float]]]:
+    material = _get_material()
+    _, _, query_texts, query_vectors = material
+    base = settings_for("msmarco-sample")
+    searcher = Searcher(base)
+    rows = []
+    started = time.perf_counter()
+    snapshot, build_seconds = synthetic_snapshot(size, base, material)
+    kind = "HNSW" if is_approximate(snapshot.dense) else "exact"
+    console.print(
+        f"synthetic {size:,}: built in {time.perf_counter() - started:.0f}s ({kind} build {build_seconds:.0f}s)"
+    )
+    queries = query_texts[:queries_timed]
+    core = time_core(searcher, snapshot, queries, with_embedding=False)
+    full = time_core(searcher, snapshot, queries, with_embedding=True)
+    recall_queries = query_vectors[:200]
+    if kind == "HNSW":
+        recall = dense_recall(snapshot.dense, snapshot.vectors, recall_queries, base.hnsw_ef_search)
+        core["ann_recall@10"] = full["ann_recall@10"] = recall
+    rows.append((f"synthetic {size:,} ({kind}), retrieval core", core))
+    rows.append((f"synthetic {size:,} ({kind}), core + query embedding", full))
+    if kind == "exact" and size >= 10_000:  # the same size on HNSW, side by side
+        hnsw_settings = base.model_copy(update={"ann_min_chunks": 1})
+        t0 = time.perf_counter()
+        snapshot.dense = build_dense(snapshot.vectors, snapshot.chunk_ids, hnsw_settings)
+        console.print(f"synthetic {size:,}: HNSW build {time.perf_counter() - t0:.0f}s")
+        core = time_core(searcher, snapshot, queries, with_embedding=False)
+        core["ann_recall@10"] = dense_recall(snapshot.dense, snapshot.vectors, recall_queries, base.hnsw_ef_search)
+        rows.append((f"synthetic {size:,} (HNSW), retrieval core", core))
+    return rows
+
+
+def ann_recall_on_real(devset: DevSet) -> dict[str, float]:
+    """HNSW against exact search on a real dev-set index, with the shipped HNSW settings."""
+    searcher = Searcher(devset.settings)
+    snapshot = searcher.snapshot()
+    vectors = np.asarray(snapshot.vectors)
+    queries = searcher.embedder.embed([q.text for q in devset.queries[:300]])
+    settings = devset.settings.model_copy(update={"ann_min_chunks": 1})
+    ids = np.arange(1, len(vectors) + 1, dtype=np.int64)
+    index = build_dense(vectors, ids, settings)
+    figures = {
+        f"efSearch={ef}": dense_recall(index, vectors, queries, ef) for ef in (16, 32, 64, settings.hnsw_ef_search)
+    }
+    console.print(f"HNSW recall@10 against exact on {devset.name} ({len(vectors)} chunks): {figures}")
+    return figures
+
+
+def print_latency(rows: list[tuple[str, dict[str, float]]]) -> None:
+    table = Table(
+        "index", "p50 ms", "p95 ms", "queries/s", "ANN recall@10", title="search latency (single query, warm)"
+    )
+    for name, figures in rows:
+        recall = figures.get("ann_recall@10")
+        table.add_row(
+            name,
+            f"{figures['p50_ms']:.2f}",
+            f"{figures['p95_ms']:.2f}",
+            f"{figures['qps']:.0f}",
+            "" if recall is None else f"{recall:.3f}",
+        )
+    console.print(table)
