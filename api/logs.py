@@ -15,12 +15,12 @@ access = logging.getLogger("penny.api.access")
 
 def configure_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(CorrelationIdFilter(name="request_id", uuid_length=36, default_value="-"))
+    handler.addFilter(CorrelationIdFilter(default_value="-"))
     handler.setFormatter(
         JsonFormatter(
-            "{asctime}{levelname}{name}{message}{request_id}",
+            "{asctime}{levelname}{name}{message}{correlation_id}",
             style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "correlation_id": "request_id"},
         )
     )
     root = logging.getLogger()
@@ -30,6 +30,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # AccessLog below replaces it, with the request id
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # at INFO it draws progress bars
 
 
 class AccessLog:
