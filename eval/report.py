@@ -261,6 +261,34 @@ def build_report(run: Run) -> dict[str, Any]:
             },
         },
         "sweep": sweep(by_strategy, settings.abstain_floor),
+        "targets": targets(
+            {name: summarise([a[q] for q in sorted(common)], retrieval) for name, a in by_strategy.items()}
+        ),
+    }
+
+
+def targets(paired: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Issue 6's targets on the questions both answered: routed accuracy >= always-LLM's, <= 30 % of questions
+    sent to the LLM, and <= 1/5 of always-LLM's cost per answer (local and API-equivalent)."""
+    routed, llm = paired.get("routed"), paired.get("llm")
+    if not routed or not llm or not routed["n"]:
+        return None
+
+    def ratio(key: str) -> float | None:
+        return routed[key] / llm[key] if llm[key] else None
+
+    checks = {
+        "accuracy_at_least_llm": routed["accuracy"] >= llm["accuracy"],
+        "llm_share_at_most_30pct": routed["llm_share"] <= 0.30,
+        "local_cost_at_most_one_fifth": (ratio("cost_per_answer_usd") or 0.0) <= 0.2,
+        "api_cost_at_most_one_fifth": (ratio("cost_per_answer_usd_api_equivalent") or 0.0) <= 0.2,
+    }
+    return checks | {
+        "n": routed["n"],
+        "accuracy": {"routed": routed["accuracy"], "llm": llm["accuracy"]},
+        "llm_share": routed["llm_share"],
+        "local_cost_ratio": ratio("cost_per_answer_usd"),
+        "api_cost_ratio": ratio("cost_per_answer_usd_api_equivalent"),
     }
 
 
@@ -320,6 +348,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         table(report["paired"]["strategies"]),
     ]
+    if report.get("targets"):
+        parts += ["", "## Targets (routed against always-LLM, like for like)", "", *_target_lines(report["targets"])]
     sweep_result = report["sweep"]
     if sweep_result:
         parts += ["", "## Router threshold sweep", "", *_sweep_lines(sweep_result), "", f"![cost-quality]({PLOT})"]
@@ -354,3 +384,18 @@ def _sweep_lines(result: dict[str, Any]) -> list[str]:
                          f"| {point['cost_per_answer_usd'] * 1000:.4f} "
                          f"| {point['cost_per_answer_usd_api_equivalent'] * 1000:.4f} |")  # fmt: skip
     return lines
+
+
+def _target_lines(result: dict[str, Any]) -> list[str]:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    local, api = result["local_cost_ratio"], result["api_cost_ratio"]
+    return [
+        f"- accuracy >= always-LLM: routed {result['accuracy']['routed']:.3f} vs {result['accuracy']['llm']:.3f}: "
+        f"{verdict(result['accuracy_at_least_llm'])}",
+        f"- <= 30 % of questions to the LLM: {result['llm_share']:.0%}: {verdict(result['llm_share_at_most_30pct'])}",
+        f"- <= 1/5 of always-LLM's cost per answer: local {'-' if local is None else f'{local:.2f}'}x "
+        f"({verdict(result['local_cost_at_most_one_fifth'])}), API-equivalent "
+        f"{'-' if api is None else f'{api:.2f}'}x ({verdict(result['api_cost_at_most_one_fifth'])})",
+    ]

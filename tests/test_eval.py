@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eval.quality import answer_f1, answer_recall, embedding_similarity, grade, token_f1
-from eval.report import replay_router, summarise, sweep
+from eval.report import replay_router, summarise, sweep, targets
 from eval.workspace import EvalQuestion, load_eval_set, sample_questions
 from penny import BadInput, Settings
 from retrieval.embedder import get_embedder
@@ -172,6 +172,21 @@ def test_sweep_finds_the_cheapest_threshold_as_good_as_always_llm():
     assert best["accuracy"] == 0.75 and 0.5 < best["threshold"] <= 0.9
     assert best["cost_per_answer_usd"] == pytest.approx((1e-6 + 3e-4) / 4)
     assert best["cost_per_answer_usd_api_equivalent"] == pytest.approx(3e-3 / 4)
+
+
+def test_targets_compare_routed_with_always_llm():
+    def figures(accuracy, llm_share, local, api):
+        return {"n": 10, "accuracy": accuracy, "llm_share": llm_share, "cost_per_answer_usd": local,
+                "cost_per_answer_usd_api_equivalent": api}  # fmt: skip
+
+    met = targets({"routed": figures(0.6, 0.3, 2e-6, 1e-4), "llm": figures(0.6, 1.0, 1e-5, 1e-3)})
+    assert met["accuracy_at_least_llm"] and met["llm_share_at_most_30pct"]
+    assert met["local_cost_ratio"] == pytest.approx(0.2) and met["local_cost_at_most_one_fifth"]
+    assert met["api_cost_ratio"] == pytest.approx(0.1) and met["api_cost_at_most_one_fifth"]
+    missed = targets({"routed": figures(0.5, 0.4, 3e-6, 1e-4), "llm": figures(0.6, 1.0, 1e-5, 1e-3)})
+    assert not (missed["accuracy_at_least_llm"] or missed["llm_share_at_most_30pct"])
+    assert not missed["local_cost_at_most_one_fifth"]
+    assert targets({"routed": figures(0.5, 0.4, 3e-6, 1e-4)}) is None
 
 
 # ---------------------------------------------------------------- datasets
