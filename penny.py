@@ -179,6 +179,8 @@ class Settings(BaseSettings):
     fusion_dense_weight: float = Field(0.3, ge=0.0, le=1.0)
     fusion_normalisation: Literal["min-max", "z-score", "max"] = "min-max"
     fusion_numeric_dense_weight: float | None = Field(None, ge=0.0, le=1.0)  # for queries with a digit
+    fusion_long_query_terms: int | None = Field(None, ge=1)  # queries with more analysed terms are "long"
+    fusion_long_dense_weight: float | None = Field(None, ge=0.0, le=1.0)  # for long queries
     rrf_k: int = Field(60, ge=1)
     candidates: int = Field(50, ge=1)
 

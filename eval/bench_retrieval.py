@@ -30,7 +30,7 @@ from eval.retrieval_devsets import CACHE, DevSet, dev_sets, document_ids_by_path
 from penny import Settings
 from retrieval.catalogue import ChunkRow, Document, open_catalogue
 from retrieval.confidence import ConfidenceModel, features_from_candidates
-from retrieval.fusion import FusionMethod, fuse_scores, has_number
+from retrieval.fusion import FusionMethod, fuse_scores, has_number, is_long
 from retrieval.search import Candidates, Searcher, SearchFilter
 
 console = Console(width=160)
@@ -209,66 +209,121 @@ def _beats(fused_value: float, bm25_value: float, dense_value: float) -> bool:
     return fused_value > best or (best >= 1.0 - 1e-12 and fused_value >= best - 1e-12)
 
 
+LONG_QUERY_TERMS = (6, 8)
+
+
 @dataclass
 class SweepArrays:
-    """Per-query R@10 and MRR@10 of every method and of both inputs on every set."""
+    """Per-query R@10 and MRR@10 of both inputs and of RRF and single-weight convex fusion on every set; methods
+    with query-dependent weights are composed from these per query, so the grid stays cheap."""
 
-    methods: dict[FusionMethod, dict[str, dict[str, np.ndarray]]]
+    fixed: dict[FusionMethod, dict[str, dict[str, np.ndarray]]]
+    numeric: dict[str, np.ndarray]  # set -> which queries hold a number
+    long: dict[int, dict[str, np.ndarray]]  # term limit -> set -> which queries are long
     bm25: dict[str, dict[str, np.ndarray]]
     dense: dict[str, dict[str, np.ndarray]]
 
+    def methods(self) -> list[FusionMethod]:
+        found = list(self.fixed)
+        for normalisation in NORMALISATIONS:
+            for plain in WEIGHTS:
+                for limit in (None, *LONG_QUERY_TERMS):
+                    for long_weight in [None] if limit is None else WEIGHTS:
+                        for numeric_weight in (None, *WEIGHTS):
+                            if long_weight == plain or numeric_weight == plain:
+                                continue
+                            if limit is None and numeric_weight is None:
+                                continue
+                            found.append(
+                                FusionMethod(
+                                    "convex",
+                                    plain,
+                                    normalisation,
+                                    numeric_dense_weight=numeric_weight,
+                                    long_query_terms=limit,
+                                    long_dense_weight=long_weight,
+                                )  # fmt: skip
+                            )
+        return found
+
+    def arrays(self, method: FusionMethod) -> dict[str, dict[str, np.ndarray]]:
+        if method in self.fixed:
+            return self.fixed[method]
+
+        def single(weight: float) -> dict[str, dict[str, np.ndarray]]:
+            return self.fixed[FusionMethod("convex", weight, method.normalisation)]
+
+        combined = single(method.dense_weight)
+        if method.long_dense_weight is not None:
+            long_arrays, masks = single(method.long_dense_weight), self.long[method.long_query_terms]
+            combined = _choose(masks, long_arrays, combined)
+        if method.numeric_dense_weight is not None:
+            combined = _choose(self.numeric, single(method.numeric_dense_weight), combined)
+        return combined
+
+
+def _choose(masks, when_true, otherwise) -> dict[str, dict[str, np.ndarray]]:
+    return {
+        name: {m: np.where(masks[name], when_true[name][m], v) for m, v in by_m.items()}
+        for name, by_m in otherwise.items()
+    }
+
 
 def sweep_arrays(sets: list[tuple[DevSet, list[QueryRun]]]) -> SweepArrays:
-    """Convex fusion with one weight for all queries and with a second weight for queries holding a number, and
-    RRF. Per-query measures are computed once per (normalisation, weight) and combined, so the grid stays cheap."""
     keep = ("R@10", "MRR@10")
 
     def measured(devset: DevSet, runs: list[QueryRun], scorer: Scorer) -> dict[str, np.ndarray]:
         return {m: v for m, v in per_query(devset, runs, scorer).items() if m in keep}
 
-    numeric = {d.name: np.array([has_number(r.query.text) for r in runs], dtype=bool) for d, runs in sets}
-    methods: dict[FusionMethod, dict[str, dict[str, np.ndarray]]] = {}
+    fixed: dict[FusionMethod, dict[str, dict[str, np.ndarray]]] = {}
     for k in RRF_KS:
         method = FusionMethod("rrf", rrf_k=k)
-        methods[method] = {d.name: measured(d, runs, fused(method)) for d, runs in sets}
+        fixed[method] = {d.name: measured(d, runs, fused(method)) for d, runs in sets}
     for normalisation in NORMALISATIONS:
-        by_weight = {
-            w: {d.name: measured(d, runs, fused(FusionMethod("convex", w, normalisation))) for d, runs in sets}
-            for w in WEIGHTS
-        }
-        for plain in WEIGHTS:
-            methods[FusionMethod("convex", plain, normalisation)] = by_weight[plain]
-            for with_number in WEIGHTS:
-                if with_number != plain:
-                    methods[FusionMethod("convex", plain, normalisation, numeric_dense_weight=with_number)] = {
-                        name: {m: np.where(numeric[name], by_weight[with_number][name][m], v) for m, v in by_m.items()}
-                        for name, by_m in by_weight[plain].items()
-                    }
+        for w in WEIGHTS:
+            method = FusionMethod("convex", w, normalisation)
+            fixed[method] = {d.name: measured(d, runs, fused(method)) for d, runs in sets}
     return SweepArrays(
-        methods=methods,
+        fixed=fixed,
+        numeric={d.name: np.array([has_number(r.query.text) for r in runs], dtype=bool) for d, runs in sets},
+        long={
+            limit: {d.name: np.array([is_long(r.query.text, limit) for r in runs], dtype=bool) for d, runs in sets}
+            for limit in LONG_QUERY_TERMS
+        },
         bm25={d.name: measured(d, runs, bm25_only) for d, runs in sets},
         dense={d.name: measured(d, runs, dense_only) for d, runs in sets},
     )
 
 
-def sweep_rows(arrays: SweepArrays, subset: Callable[[int], bool] = lambda i: True) -> list[SweepRow]:
+def sweep_rows(
+    arrays: SweepArrays, subset: Callable[[int], bool] = lambda i: True, methods: list[FusionMethod] | None = None
+) -> list[SweepRow]:
     """Mean measures of every method over the queries whose position `subset` accepts."""
+    masks = {
+        name: np.array([subset(i) for i in range(len(by_m["R@10"]))], dtype=bool) for name, by_m in arrays.bm25.items()
+    }
 
     def means(by_set: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
-        out = {}
-        for name, by_m in by_set.items():
-            mask = np.array([subset(i) for i in range(len(next(iter(by_m.values()))))], dtype=bool)
-            out[name] = {m: float(v[mask].mean()) for m, v in by_m.items()}
-        return out
+        return {name: {m: float(v[masks[name]].mean()) for m, v in by_m.items()} for name, by_m in by_set.items()}
 
     bm25, dense = means(arrays.bm25), means(arrays.dense)
     rows = []
-    for method, by_set in arrays.methods.items():
-        scores = means(by_set)
+    for method in methods if methods is not None else arrays.methods():
+        scores = means(arrays.arrays(method))
         beats = all(_beats(scores[n][m], bm25[n][m], dense[n][m]) for n in scores for m in ("R@10", "MRR@10"))
         objective = mean((s["R@10"] + s["MRR@10"]) / 2 for s in scores.values())
         rows.append(SweepRow(method, scores, beats, objective))
     return rows
+
+
+def input_means(arrays: SweepArrays, subset: Callable[[int], bool]) -> dict[str, dict[str, dict[str, float]]]:
+    out = {}
+    for ranker, by_set in (("bm25", arrays.bm25), ("dense", arrays.dense)):
+        out[ranker] = {}
+        for name, by_m in by_set.items():
+            mask = np.array([subset(i) for i in range(len(by_m["R@10"]))], dtype=bool)
+            out[ranker][name] = {m: float(v[mask].mean()) for m, v in by_m.items()}
+    return out
 
 
 def held_out_check(arrays: SweepArrays, set_names: list[str]) -> None:
@@ -278,15 +333,11 @@ def held_out_check(arrays: SweepArrays, set_names: list[str]) -> None:
                 title="held-out check of the fusion choice")  # fmt: skip
     for pick, test in (("even", "odd"), ("odd", "even")):
         chosen = best_of(sweep_rows(arrays, halves[pick])).method
-        only = SweepArrays({chosen: arrays.methods[chosen]}, arrays.bm25, arrays.dense)
-        row = sweep_rows(only, halves[test])[0]
-        inputs = {
-            name: sweep_rows(SweepArrays({chosen: by_set}, arrays.bm25, arrays.dense), halves[test])[0]
-            for name, by_set in (("bm25", arrays.bm25), ("dense", arrays.dense))
-        }
+        row = sweep_rows(arrays, halves[test], [chosen])[0]
+        inputs = input_means(arrays, halves[test])
         cells = []
         for n in set_names:
-            best_input = {m: max(inputs["bm25"].scores[n][m], inputs["dense"].scores[n][m]) for m in ("R@10", "MRR@10")}
+            best_input = {m: max(inputs["bm25"][n][m], inputs["dense"][n][m]) for m in ("R@10", "MRR@10")}
             cells.append(
                 f"{row.scores[n]['R@10']:.3f} vs {best_input['R@10']:.3f} | "
                 f"{row.scores[n]['MRR@10']:.3f} vs {best_input['MRR@10']:.3f}"
@@ -306,9 +357,13 @@ def print_sweep(rows: list[SweepRow], set_names: list[str], top: int = 10) -> No
         "method", *[f"{n} R@10/MRR" for n in set_names], "mean", "beats both", title="fusion sweep (best first)"
     )
     picks = sorted(rows, key=lambda r: -r.objective)[:top]
-    for kind, numeric in (("rrf", False), ("convex", False), ("convex", True)):
-        family = [r for r in rows if r.method.kind == kind and (r.method.numeric_dense_weight is not None) == numeric]
-        for pool in (family, [r for r in family if r.beats_both]):
+
+    def family(method: FusionMethod) -> tuple:
+        return method.kind, method.numeric_dense_weight is not None, method.long_dense_weight is not None
+
+    for key in sorted({family(r.method) for r in rows}):
+        members = [r for r in rows if family(r.method) == key]
+        for pool in (members, [r for r in members if r.beats_both]):
             if pool and (best := max(pool, key=lambda r: r.objective)) not in picks:
                 picks.append(best)
     for row in picks:
@@ -499,4 +554,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run through the imported module so pickled QueryRuns name eval.bench_retrieval, not __main__
+    from eval import bench_retrieval
+
+    bench_retrieval.main()

@@ -1,9 +1,10 @@
 """Fusing dense and BM25 candidates: a convex combination of normalised scores, or reciprocal rank fusion.
 
 Which one, with which weight and normalisation, is a setting chosen by measurement on the dev sets
-(eval/bench_retrieval.py prints the sweep), not by taste. The convex weight may differ for queries holding a
-number ("revenue in 2019", "error 0x80070005"): a sentence embedding barely tells one number from another, so
-there the exact-term ranker deserves more say.
+(eval/bench_retrieval.py prints the sweep), not by taste. The convex weight may depend on the query, chosen by
+the same sweep: for a query holding a number ("revenue in 2019", "error 0x80070005") a sentence embedding barely
+tells one number from another, and a long, specific question gives BM25 many discriminating terms, while a short
+query is where vocabulary mismatch hurts BM25 most.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from penny import Settings
+from retrieval.analysis import analyze
 
 if TYPE_CHECKING:
     from retrieval.search import Candidates
@@ -27,6 +29,10 @@ def has_number(query: str) -> bool:
     return bool(_DIGIT.search(query))
 
 
+def is_long(query: str, terms: int) -> bool:
+    return len(analyze(query)) > terms
+
+
 @dataclass(frozen=True)
 class FusionMethod:
     kind: Literal["convex", "rrf"]
@@ -34,6 +40,8 @@ class FusionMethod:
     normalisation: Normalisation = "min-max"
     rrf_k: int = 60
     numeric_dense_weight: float | None = None  # the dense weight for queries with a digit; None: dense_weight
+    long_query_terms: int | None = None  # queries with more analysed terms than this are "long"
+    long_dense_weight: float | None = None  # the dense weight for long queries (without a digit)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FusionMethod:
@@ -43,18 +51,30 @@ class FusionMethod:
             normalisation=settings.fusion_normalisation,
             rrf_k=settings.rrf_k,
             numeric_dense_weight=settings.fusion_numeric_dense_weight,
+            long_query_terms=settings.fusion_long_query_terms,
+            long_dense_weight=settings.fusion_long_dense_weight,
         )
 
     def weight_for(self, query: str) -> float:
         if self.numeric_dense_weight is not None and has_number(query):
             return self.numeric_dense_weight
+        if (
+            self.long_dense_weight is not None
+            and self.long_query_terms is not None
+            and is_long(query, self.long_query_terms)
+        ):
+            return self.long_dense_weight
         return self.dense_weight
 
     def __str__(self) -> str:
         if self.kind == "rrf":
             return f"rrf(k={self.rrf_k})"
-        numeric = "" if self.numeric_dense_weight is None else f", with a number {self.numeric_dense_weight:.2f}"
-        return f"convex({self.normalisation}, dense_weight={self.dense_weight:.2f}{numeric})"
+        rules = ""
+        if self.long_dense_weight is not None:
+            rules += f", over {self.long_query_terms} terms {self.long_dense_weight:.2f}"
+        if self.numeric_dense_weight is not None:
+            rules += f", with a number {self.numeric_dense_weight:.2f}"
+        return f"convex({self.normalisation}, dense_weight={self.dense_weight:.2f}{rules})"
 
 
 def min_max(scores: np.ndarray) -> np.ndarray:
