@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from answer import Answerer
+from answer.llm import get_llm, loaded_models
 from eval import metrics
 from eval.quality import CORRECT_RECALL, grade
 from eval.workspace import EvalQuestion, EvalSet, document_ids, prepare_data_dir, sample_questions
@@ -31,6 +32,7 @@ STRATEGIES = ("passages", "llm", "routed", "external")
 LLM_STRATEGIES = ("llm", "external")
 RESULTS = "results.jsonl"
 RUN = "run.json"
+BLOCK = 10  # questions answered strategy by strategy before the next block: an interrupt leaves them paired
 RANK_DEPTH = 20  # retrieved deeper than 10 so that several chunks of one document still leave 10 distinct documents
 # settings that change answers: a resumed run must have been made with the same values
 _ANSWER_SETTINGS = ("llm_model", "passage_threshold", "abstain_floor", "llm_passages", "llm_max_tokens",
@@ -135,13 +137,21 @@ def _key(record: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def pending_steps(run: Run) -> list[tuple[EvalQuestion, str]]:
-    """(question, 'retrieval' or a strategy) still to do, in run order."""
+    """(question, 'retrieval' or a strategy) still to do, in run order: blocks of BLOCK questions, strategy by
+    strategy inside a block. Never the same question twice in a row through the LLM: llama.cpp reuses the prompt
+    it evaluated last, so a second call with the same passages would cost a fraction of a real one."""
     done = {_key(record) for record in load_records(run.results_path)}
+    planned = run.planned()
     steps = []
-    for question, strategies in run.planned():
-        if ("retrieval", "", question.id) not in done:
-            steps.append((question, "retrieval"))
-        steps += [(question, s) for s in strategies if ("answer", s, question.id) not in done]
+    for start in range(0, len(planned), BLOCK):
+        block = planned[start : start + BLOCK]
+        steps += [(question, "retrieval") for question, _ in block if ("retrieval", "", question.id) not in done]
+        for strategy in run.config.strategies:
+            steps += [
+                (question, strategy)
+                for question, strategies in block
+                if strategy in strategies and ("answer", strategy, question.id) not in done
+            ]
     return steps
 
 
@@ -204,9 +214,17 @@ def retrieval_record(run: Run, question: EvalQuestion, scope: tuple[int, ...]) -
     return record
 
 
+def _forget_last_prompt(settings: Settings) -> None:
+    """Measure every answer from a cold LLM context: llama.cpp reuses the evaluated prefix of the previous prompt,
+    so without this an answer's cost would depend on which question the harness happened to ask before it."""
+    if loaded_models():
+        get_llm(settings).model.reset()
+
+
 def answer_record(
     run: Run, answerer: Answerer, question: EvalQuestion, strategy: str, scope: tuple[int, ...]
 ) -> dict[str, Any]:
+    _forget_last_prompt(run.settings)
     started = time.perf_counter()
     try:
         answer = answerer.answer(question.text, strategy=strategy, document_ids=scope, use_cache=False)
