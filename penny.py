@@ -176,11 +176,12 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(32, ge=4)
     hnsw_ef_search: int = Field(96, ge=16)
     fusion: Literal["convex", "rrf"] = "convex"
-    fusion_dense_weight: float = Field(0.3, ge=0.0, le=1.0)
-    fusion_normalisation: Literal["min-max", "z-score", "max"] = "min-max"
-    fusion_numeric_dense_weight: float | None = Field(None, ge=0.0, le=1.0)  # for queries with a digit
-    fusion_long_query_terms: int | None = Field(None, ge=1)  # queries with more analysed terms are "long"
-    fusion_long_dense_weight: float | None = Field(None, ge=0.0, le=1.0)  # for long queries
+    # chosen by eval/bench_retrieval.py's sweep on the dev sets: dense leads short queries, BM25 long questions
+    fusion_dense_weight: float = Field(0.7, ge=0.0, le=1.0)
+    fusion_normalisation: Literal["min-max", "z-score", "max"] = "max"
+    fusion_numeric_dense_weight: float | None = Field(0.5, ge=0.0, le=1.0)  # for queries with a digit
+    fusion_long_query_terms: int | None = Field(8, ge=1)  # queries with more analysed terms are "long"
+    fusion_long_dense_weight: float | None = Field(0.25, ge=0.0, le=1.0)  # for long queries
     rrf_k: int = Field(60, ge=1)
     candidates: int = Field(50, ge=1)
 
