@@ -67,15 +67,25 @@ async def answer(
 
 
 async def stream(
-    services: Services, caller: Caller, question: str, history: History = ()
+    services: Services,
+    caller: Caller,
+    question: str,
+    history: History = (),
+    document_ids: Sequence[int] = (),
+    use_cache: bool = True,
 ) -> AsyncIterator[str | Answer]:
     """Text deltas, then the final Answer. The gate is entered (or refused with 503) before the first item."""
     started = time.monotonic()
     answerer = services.answerer
     groups = list(caller.groups)
 
+    def run(allow_llm: bool):
+        return answerer.stream(
+            question, list(history), groups, "routed", tuple(document_ids), use_cache, allow_llm=allow_llm
+        )
+
     def off_llm() -> list[str | Answer]:
-        return list(answerer.stream(question, list(history), groups, allow_llm=False))
+        return list(run(False))
 
     try:
         items = await run_in_threadpool(off_llm)
@@ -84,7 +94,7 @@ async def stream(
     if items is not None:
         source = _replay(items)
     else:
-        source = services.gate.stream(lambda: answerer.stream(question, list(history), groups, allow_llm=True))
+        source = services.gate.stream(lambda: run(True))
 
     async def observed() -> AsyncIterator[str | Answer]:
         async for item in source:

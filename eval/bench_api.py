@@ -34,7 +34,7 @@ class Phase:
     name: str
     clients: int
     latencies: list[float] = field(default_factory=list)
-    errors: dict[int, int] = field(default_factory=dict)
+    errors: dict[int | str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def row(self) -> str:
@@ -87,7 +87,11 @@ async def closed_loop(client: httpx.AsyncClient, phase: Phase, questions: list[s
             question = questions[turn % len(questions)]
             turn += 1
             started = time.perf_counter()
-            response = await client.post("/v1/chat", json={"message": question, "use_cache": cache})
+            try:
+                response = await client.post("/v1/chat", json={"message": question, "use_cache": cache})
+            except httpx.TransportError:
+                phase.errors["transport"] = phase.errors.get("transport", 0) + 1
+                continue
             if response.status_code == 200:
                 phase.latencies.append(time.perf_counter() - started)
             else:
@@ -103,10 +107,12 @@ async def keep_llm_busy(client: httpx.AsyncClient, questions: list[str], load: L
         turn = offset
         while not stop.is_set():
             started = time.perf_counter()
-            response = await client.post(
-                "/v1/chat", json={"message": questions[turn % len(questions)], "use_cache": False}, timeout=600
-            )
+            body = {"message": questions[turn % len(questions)], "use_cache": False}
             turn += 1
+            try:
+                response = await client.post("/v1/chat", json=body, timeout=900)
+            except httpx.TransportError:
+                continue
             if response.status_code == 200:
                 load.answered.append(time.perf_counter() - started)
             elif response.status_code == 503:
@@ -139,7 +145,8 @@ async def wait_for_queue(client: httpx.AsyncClient, at_least: float, timeout: fl
 
 async def run(args, url: str, token: str, passages: list[str], llm: list[str], depth: int) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    # idle connections expire before uvicorn's 5 s keep-alive does, so a request never races a server-side close
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
         for question in passages[:3]:  # warm the server's caches and the thread pool
             await client.post("/v1/chat", json={"message": question, "use_cache": False})
@@ -147,11 +154,12 @@ async def run(args, url: str, token: str, passages: list[str], llm: list[str], d
         first = await client.post("/v1/chat", json={"message": llm[0], "use_cache": False}, timeout=900)
         print(f"first LLM answer (loads the model): {time.perf_counter() - started:.1f} s, HTTP {first.status_code}")
 
-        phases: list[Phase] = []
+        print("\n| phase | clients | answers | req/s | p50 ms | p95 ms | p99 ms | errors |")
+        print("|---|---|---|---|---|---|---|---|")
         for clients in args.levels:
             phase = Phase("passages, LLM idle", clients)
             await closed_loop(client, phase, passages, args.seconds, cache=False)
-            phases.append(phase)
+            print(phase.row(), flush=True)
 
         load, stop = LlmLoad(), asyncio.Event()
         llm_clients = depth + 2  # one more than the gate holds (1 running + depth waiting): some are refused
@@ -161,18 +169,14 @@ async def run(args, url: str, token: str, passages: list[str], llm: list[str], d
         for clients in args.levels:
             phase = Phase("passages, LLM busy", clients)
             await closed_loop(client, phase, passages, args.seconds, cache=False)
-            phases.append(phase)
+            print(phase.row(), flush=True)
         phase = Phase("cache hits, LLM busy", max(args.levels))
         await closed_loop(client, phase, passages, args.seconds, cache=True)
-        phases.append(phase)
+        print(phase.row(), flush=True)
         llm_seconds = time.perf_counter() - llm_started
         stop.set()
         await busy
 
-    print("\n| phase | clients | answers | req/s | p50 ms | p95 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|---|")
-    for phase in phases:
-        print(phase.row())
     answered = sorted(load.answered)
     print(
         f"\nLLM load: {llm_clients} clients against queue depth {depth} over {llm_seconds:.0f} s: "
@@ -220,8 +224,11 @@ def main() -> None:
               f"{os.cpu_count()} cores")  # fmt: skip
         asyncio.run(run(args, url, token, passages, llm, depth))
     finally:
-        server.terminate()
-        server.wait(30)
+        server.terminate()  # uvicorn waits for requests in flight, LLM ones included: give it a while, then stop it
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api import answering
 from api.conversations import add_feedback, finish_turn, read_conversation, start_turn
 from api.deps import CallerDep, ServicesDep
-from api.errors import ApiError, stream_error
+from api.errors import stream_error
 from api.models import (
     AnswerOut,
     ChatRequest,
@@ -37,9 +37,7 @@ async def chat(body: ChatRequest, caller: CallerDep, services: ServicesDep, stre
         start_turn, services.sessions, caller, body.conversation_id, question
     )
     if stream:
-        if body.document_ids:
-            raise ApiError(400, "unsupported", "document_ids cannot be combined with stream=true yet")
-        items = await answering.stream(services, caller, question, history)
+        items = await answering.stream(services, caller, question, history, body.document_ids, body.use_cache)
         return StreamingResponse(_chat_events(services, conversation_id, items), media_type="text/event-stream")
     answer = AnswerOut.of(
         await answering.answer(services, caller, question, history, body.document_ids, body.use_cache)
