@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _MIN_CHARS = 12
 TERM_WEIGHT = 0.5  # term overlap counts half as much as cosine similarity
+SHORTLIST = 8  # sentences embedded per answer
+SENTENCE_CACHE = 50_000  # sentence vectors kept per process (~77 MB at 384 dimensions)
+_sentence_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -44,30 +50,56 @@ def split_sentences(text: str) -> list[str]:
 
 def score_sentences(
     question: str, question_vector: np.ndarray | None, passages: list[Passage], embedder: Embedder
-) -> tuple[list[ScoredSentence], np.ndarray]:
-    """Every sentence of `passages`, scored, and the question's vector: one batch of embeddings for all of them
-    (the question joins the batch when its vector is not known yet)."""
+) -> tuple[list[ScoredSentence], np.ndarray, int]:
+    """The sentences of `passages` most likely to answer, scored, and the question's vector.
+
+    Term overlap shortlists `SHORTLIST` sentences and only those are embedded, in one batch (with the question when
+    its vector is not known yet): embedding every sentence of three passages cost several times the search itself."""
     located = [
         (index, position, sentence)
         for index, passage in enumerate(passages)
         for position, sentence in enumerate(split_sentences(passage.chunk.text))
     ]
-    texts = [sentence for _, _, sentence in located]
-    if question_vector is None:
-        vectors = embedder.embed([question, *texts])
-        question_vector, vectors = vectors[0], vectors[1:]
-    else:
-        vectors = embedder.embed(texts)
-    similarity = vectors @ question_vector if len(texts) else np.zeros(0, dtype=np.float32)
     terms = set(analyze(question))
-    sentence_terms = [set(analyze(sentence)) for sentence in texts]
+    sentence_terms = [set(analyze(sentence)) for _, _, sentence in located]
     weight = _term_weights(terms, sentence_terms)
     total = sum(weight.values())
+    overlap = [sum(weight[term] for term in terms & found) / total if total else 0.0 for found in sentence_terms]
+    shortlist = sorted(range(len(located)), key=lambda i: -overlap[i])[:SHORTLIST]  # stable: earlier passages win ties
+    texts = [located[i][2] for i in shortlist]
+    vectors, question_vector, embed_calls = _embed_cached(embedder, texts, question, question_vector)
+    similarity = vectors @ question_vector if texts else np.zeros(0, dtype=np.float32)
     scored = []
-    for (index, position, sentence), cosine, found in zip(located, similarity, sentence_terms, strict=True):
-        overlap = sum(weight[term] for term in terms & found) / total if total else 0.0
-        scored.append(ScoredSentence(index, position, sentence, float(cosine) + TERM_WEIGHT * overlap))
-    return scored, question_vector
+    for i, cosine in zip(shortlist, similarity, strict=True):
+        index, position, sentence = located[i]
+        scored.append(ScoredSentence(index, position, sentence, float(cosine) + TERM_WEIGHT * overlap[i]))
+    return scored, question_vector, embed_calls
+
+
+def _embed_cached(
+    embedder: Embedder, texts: list[str], question: str, question_vector: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Vectors of `texts` (from the process's sentence cache where possible) and of the question; one embedding
+    call for whatever is missing. Popular documents' sentences are embedded once per process."""
+    with _cache_lock:
+        known = {text: _sentence_vectors.get((embedder.model_name, text)) for text in dict.fromkeys(texts)}
+    missing = [text for text, vector in known.items() if vector is None]
+    batch = missing if question_vector is not None else [question, *missing]
+    embed_calls = 0
+    if batch:
+        fresh = embedder.embed(batch)
+        embed_calls = 1
+        if question_vector is None:
+            question_vector, fresh = fresh[0], fresh[1:]
+        known.update(zip(missing, fresh, strict=True))
+        with _cache_lock:
+            for text, vector in zip(missing, fresh, strict=True):
+                _sentence_vectors[(embedder.model_name, text)] = vector
+            while len(_sentence_vectors) > SENTENCE_CACHE:
+                _sentence_vectors.popitem(last=False)
+    if not texts:
+        return np.zeros((0, len(question_vector)), dtype=np.float32), question_vector, embed_calls
+    return np.stack([known[text] for text in texts]), question_vector, embed_calls
 
 
 def _term_weights(terms: set[str], sentence_terms: list[set[str]]) -> dict[str, float]:

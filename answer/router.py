@@ -249,10 +249,10 @@ class Answerer:
     def _passages(self, work: _Work, result: SearchResult) -> Answer:
         candidates = result.passages[: self.settings.llm_passages]
         if work.focus == work.standalone:
-            scored, work.vector = score_sentences(work.focus, work.vector, candidates, self.searcher.embedder)
+            scored, work.vector, calls = score_sentences(work.focus, work.vector, candidates, self.searcher.embedder)
         else:  # retrieval used the attached context; the sentence must answer the follow-up itself
-            scored, _ = score_sentences(work.focus, None, candidates, self.searcher.embedder)
-        work.cost.embed_calls += 1
+            scored, _, calls = score_sentences(work.focus, None, candidates, self.searcher.embedder)
+        work.cost.embed_calls += calls
         chosen = pick_sentences(scored, self.settings.answer_sentences)
         passage = candidates[chosen[0].passage_index]
         quote = " ".join(item.text for item in chosen)
