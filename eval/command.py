@@ -32,6 +32,9 @@ def eval_command(
     work_dir: Annotated[
         Path, typer.Option(help="Where ingested corpora are cached by content hash.")
     ] = DEFAULT_WORK_DIR,
+    report_only: Annotated[
+        bool, typer.Option(help="Answer nothing: rebuild the report from OUT/results.jsonl for this sample.")
+    ] = False,
 ) -> None:
     """Answer a question set with each strategy and report quality against cost per answer.
 
@@ -58,7 +61,7 @@ def eval_command(
         )
         errors.print(f"preparing {dataset} (ingested once, then cached under {config.work_dir}) ...")
         run = prepare(config, base, load_eval_set)
-        steps = pending_steps(run)
+        steps = [] if report_only else pending_steps(run)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=errors, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task(f"{run.eval_set.name}: answering", total=len(steps))
