@@ -532,7 +532,7 @@ def main() -> None:
             console.print(f"{devset.name}: Searcher.search top 10 equals the benchmark's fused top 10 on "
                           f"{check_searcher_matches(devset, runs, searcher):.0%} of 50 queries")  # fmt: skip
 
-    from eval.bench_scale import ann_recall_on_real, print_latency, scale_latency
+    from eval.bench_scale import ann_recall_on_real, embedding_threads_side_by_side, print_latency, scale_latency
 
     figures = {"quality": results, "fusion": str(shipped)}
     rows = []
@@ -544,6 +544,8 @@ def main() -> None:
             searcher, [q.text for q in devset.queries[:200]]
         )
         rows.append((f"{devset.name} (real, {len(searcher.snapshot())} chunks, full search)", measured))
+    first = searchers[str(collected[0][0].settings.data_dir)]
+    rows.extend(embedding_threads_side_by_side(first, [q.text for q in collected[0][0].queries[:100]]))
     figures["ann_recall_real"] = ann_recall_on_real(collected[1][0])
     for size in args.scale:
         rows.extend(scale_latency(size))

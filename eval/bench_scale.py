@@ -80,12 +80,16 @@ def synthetic_snapshot(size: int, settings: Settings, material) -> tuple[Synthet
         block = centres[part] + noise
         vectors[start : start + len(part)] = block / np.linalg.norm(block, axis=1, keepdims=True)
     vocabulary = sorted({t for tokens in centre_tokens for t in tokens})
-    corpus = []
-    for row, centre in enumerate(which):
-        kept = [t for t in centre_tokens[centre] if rng.random() < 0.7]
-        corpus.append(kept + [vocabulary[i] for i in rng.integers(0, len(vocabulary), 3)])
-        if row % 200_000 == 0 and row:
-            console.print(f"  synthetic texts: {row:,}")
+    extras = rng.integers(0, len(vocabulary), (size, 3))
+    corpus: list[list[str]] = [[] for _ in range(size)]
+    order = np.argsort(which, kind="stable")
+    starts = np.searchsorted(which[order], np.arange(len(centres) + 1))
+    for centre in range(len(centres)):
+        rows = order[starts[centre] : starts[centre + 1]]
+        tokens = centre_tokens[centre]
+        keep = rng.random((len(rows), len(tokens))) < 0.7
+        for row, kept in zip(rows.tolist(), keep.tolist(), strict=True):
+            corpus[row] = [t for t, k in zip(tokens, kept, strict=True) if k] + [vocabulary[i] for i in extras[row]]
     chunk_ids = np.arange(1, size + 1, dtype=np.int64)
     started = time.perf_counter()
     dense = build_dense(vectors, chunk_ids, settings)
@@ -117,7 +121,8 @@ def time_core(searcher: Searcher, snapshot, queries: list[str], with_embedding: 
     for query, vector in zip(queries, vectors, strict=True):
         t0 = time.perf_counter()
         if with_embedding:
-            vector = searcher.embedder.embed_one(query)
+            with searcher.embedding_threads(1):
+                vector = searcher.embedder.embed_one(query)
         candidates = searcher.candidates(snapshot, query, vector, 10, open_filter)
         fused = fuse(candidates, searcher.settings, query)
         order = fold_duplicates(snapshot, candidates.rows, fused)[:10]
@@ -129,6 +134,28 @@ def time_core(searcher: Searcher, snapshot, queries: list[str], with_embedding: 
         "p95_ms": float(np.percentile(times, 95)),
         "qps": len(times) / elapsed,
     }
+
+
+def embedding_threads_side_by_side(searcher: Searcher, queries: list[str]) -> list[tuple[str, dict[str, float]]]:
+    """Single-query embedding on the embedder's own thread count against search_threads, alternating per query."""
+    import torch
+
+    searcher.embedder.embed_one(queries[0])
+    counts = {searcher.settings.embed_threads: [], searcher.settings.search_threads: []}
+    for query in queries:
+        for count, times in counts.items():
+            torch.set_num_threads(count)
+            t0 = time.perf_counter()
+            searcher.embedder.embed_one(query)
+            times.append((time.perf_counter() - t0) * 1000)
+    torch.set_num_threads(searcher.settings.embed_threads)
+    return [
+        (f"query embedding alone, {count} torch thread(s)", {
+            "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+            "qps": 1000 / float(np.mean(times)),
+        })
+        for count, times in counts.items()
+    ]  # fmt: skip
 
 
 def dense_recall(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, ef_search: int, k: int = 10) -> float:
@@ -213,3 +240,16 @@ def print_latency(rows: list[tuple[str, dict[str, float]]]) -> None:
             "" if recall is None else f"{recall:.3f}",
         )
     console.print(table)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Latency and HNSW recall on synthetic indexes of the given sizes.")
+    parser.add_argument("sizes", type=int, nargs="+")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    measured = []
+    for requested in args.sizes:
+        measured.extend(scale_latency(requested, args.queries))
+    print_latency(measured)

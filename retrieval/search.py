@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import faiss
@@ -91,7 +93,8 @@ class Searcher:
         started = time.process_time()
         queries, filters = self._validate(queries, k, search_filters)
         snapshot = self.snapshot()
-        vectors = self.embedder.embed(queries)
+        with self.embedding_threads(len(queries)):
+            vectors = self.embedder.embed(queries)
         shared_ms = (time.process_time() - started) * 1000 / len(queries)
         results = []
         for query, vector, search_filter in zip(queries, vectors, filters, strict=True):
@@ -101,6 +104,24 @@ class Searcher:
                 self._result(snapshot, query, candidates, k, shared_ms + (time.process_time() - query_started) * 1000)
             )
         return results
+
+    @contextmanager
+    def embedding_threads(self, queries: int) -> Iterator[None]:
+        """One query is embedded on `search_threads` torch threads: on 2 shared cores a 2-thread forward pass of a
+        short query collapses when another process is busy (measured in eval/bench_retrieval.py), a 1-thread one
+        holds up. Batches keep the embedder's own thread count."""
+        if queries > 1:
+            yield
+            return
+        import torch
+
+        self.embedder.model  # noqa: B018  (loading the model sets the embedder's thread count; set ours after it)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.settings.search_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
     @staticmethod
     def _validate(
