@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,30 +25,34 @@ def _owned(session: Session, conversation_id: str, caller: Caller) -> Conversati
     return conversation
 
 
-def start_turn(sessions: sessionmaker[Session], caller: Caller, conversation_id: str | None, question: str):
-    """Store the user's message (creating the conversation when absent); returns (id, history before it)."""
-    with sessions.begin() as session:
-        if conversation_id is None:
-            conversation = Conversation(id=str(uuid.uuid4()), owner=caller.user, created_at=utcnow())
-            session.add(conversation)
-            history: list[tuple[str, str]] = []
-        else:
-            conversation = _owned(session, conversation_id, caller)
-            recent = conversation.messages[-HISTORY_TURNS:]
-            history = [(message.role, message.content) for message in recent]
-        session.add(Message(conversation_id=conversation.id, role="user", content=question, created_at=utcnow()))
-        return conversation.id, history
+@dataclass(frozen=True)
+class Turn:
+    """A question about to be answered in a conversation (a new one when `is_new`), with the history before it."""
+
+    conversation_id: str
+    is_new: bool
+    history: list[tuple[str, str]]
 
 
-def finish_turn(sessions: sessionmaker[Session], conversation_id: str, answer: AnswerOut) -> int:
+def open_turn(sessions: sessionmaker[Session], caller: Caller, conversation_id: str | None) -> Turn:
+    """Check the caller owns the conversation and read its recent history; writes nothing."""
+    if conversation_id is None:
+        return Turn(str(uuid.uuid4()), True, [])
+    with sessions() as session:
+        recent = _owned(session, conversation_id, caller).messages[-HISTORY_TURNS:]
+        return Turn(conversation_id, False, [(message.role, message.content) for message in recent])
+
+
+def record_turn(sessions: sessionmaker[Session], caller: Caller, turn: Turn, question: str, answer: AnswerOut) -> int:
+    """Store the question and its answer (and the conversation when new) in one transaction; returns the answer's
+    message id. A question that got no answer (LLM busy, an error) leaves no trace."""
     with sessions.begin() as session:
-        message = Message(
-            conversation_id=conversation_id,
-            role="assistant",
-            content=answer.text,
-            answer_json=answer.model_dump_json(),
-            created_at=utcnow(),
-        )
+        if turn.is_new:
+            session.add(Conversation(id=turn.conversation_id, owner=caller.user, created_at=utcnow()))
+        now = utcnow()
+        session.add(Message(conversation_id=turn.conversation_id, role="user", content=question, created_at=now))
+        message = Message(conversation_id=turn.conversation_id, role="assistant", content=answer.text,
+                          answer_json=answer.model_dump_json(), created_at=now)  # fmt: skip
         session.add(message)
         session.flush()
         return message.id

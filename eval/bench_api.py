@@ -175,7 +175,8 @@ async def run(args, url: str, token: str, passages: list[str], llm: list[str], d
         print(phase.row(), flush=True)
         llm_seconds = time.perf_counter() - llm_started
         stop.set()
-        await busy
+        busy.cancel()  # LLM answers in flight are not waited for: their clients are gone
+        await asyncio.gather(busy, return_exceptions=True)
 
     answered = sorted(load.answered)
     print(

@@ -10,9 +10,10 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import answering
-from api.conversations import add_feedback, finish_turn, read_conversation, start_turn
+from api.conversations import Turn, add_feedback, open_turn, read_conversation, record_turn
 from api.deps import CallerDep, ServicesDep
 from api.errors import stream_error
+from api.keys import Caller
 from api.models import (
     AnswerOut,
     ChatRequest,
@@ -21,6 +22,7 @@ from api.models import (
     FeedbackRequest,
     FeedbackResponse,
 )
+from api.services import Services
 from penny import Answer
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -33,26 +35,27 @@ async def chat(body: ChatRequest, caller: CallerDep, services: ServicesDep, stre
     With `?stream=true` the answer arrives as server-sent events: `delta` events with text as it is written,
     then one `answer` event holding the whole ChatResponse (citations, path, confidence, cost)."""
     question = answering.check_question(services.settings, body.message)
-    conversation_id, history = await run_in_threadpool(
-        start_turn, services.sessions, caller, body.conversation_id, question
-    )
+    turn = await run_in_threadpool(open_turn, services.sessions, caller, body.conversation_id)
     if stream:
-        items = await answering.stream(services, caller, question, history, body.document_ids, body.use_cache)
-        return StreamingResponse(_chat_events(services, conversation_id, items), media_type="text/event-stream")
+        items = await answering.stream(services, caller, question, turn.history, body.document_ids, body.use_cache)
+        events = _chat_events(services, caller, turn, question, items)
+        return StreamingResponse(events, media_type="text/event-stream")
     answer = AnswerOut.of(
-        await answering.answer(services, caller, question, history, body.document_ids, body.use_cache)
+        await answering.answer(services, caller, question, turn.history, body.document_ids, body.use_cache)
     )
-    message_id = await run_in_threadpool(finish_turn, services.sessions, conversation_id, answer)
-    return ChatResponse(conversation_id=conversation_id, message_id=message_id, answer=answer)
+    message_id = await run_in_threadpool(record_turn, services.sessions, caller, turn, question, answer)
+    return ChatResponse(conversation_id=turn.conversation_id, message_id=message_id, answer=answer)
 
 
-async def _chat_events(services, conversation_id: str, items: AsyncIterator[str | Answer]) -> AsyncIterator[str]:
+async def _chat_events(
+    services: Services, caller: Caller, turn: Turn, question: str, items: AsyncIterator[str | Answer]
+) -> AsyncIterator[str]:
     try:
         async for item in items:
             if isinstance(item, Answer):
                 answer = AnswerOut.of(item)
-                message_id = await run_in_threadpool(finish_turn, services.sessions, conversation_id, answer)
-                done = ChatResponse(conversation_id=conversation_id, message_id=message_id, answer=answer)
+                message_id = await run_in_threadpool(record_turn, services.sessions, caller, turn, question, answer)
+                done = ChatResponse(conversation_id=turn.conversation_id, message_id=message_id, answer=answer)
                 yield f"event: answer\ndata: {done.model_dump_json()}\n\n"
             elif item:
                 yield f"event: delta\ndata: {json.dumps({'text': item})}\n\n"
