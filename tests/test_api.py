@@ -349,3 +349,35 @@ def test_raw_sse_over_loopback(server, alice):
     with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, headers=alice, timeout=60) as response:
         lines = [line for line in response.iter_lines() if line]
     assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
+
+
+# ---------------------------------------------------------------- penny keys
+
+
+def test_penny_keys_create_list_revoke(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from api.keys import authenticate
+    from penny import Settings, get_settings
+
+    monkeypatch.setenv("PENNY_DATA_DIR", str(tmp_path / "keys"))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        created = runner.invoke(app, ["keys", "create", "--user", "frank", "--group", "hr", "--group", "finance"])
+        assert created.exit_code == 0, created.output
+        token = created.output.strip().splitlines()[-1]
+        caller = authenticate(Settings(data_dir=tmp_path / "keys"), token)
+        assert (caller.user, caller.groups, caller.is_admin) == ("frank", ("finance", "hr"), False)
+
+        listed = runner.invoke(app, ["keys", "list", "--json"])
+        assert listed.exit_code == 0 and token not in listed.output and token[:12] in listed.output
+
+        revoked = runner.invoke(app, ["keys", "revoke", token[:12]])
+        assert revoked.exit_code == 0 and "revoked key 1 of frank" in revoked.output
+        assert authenticate(Settings(data_dir=tmp_path / "keys"), token) is None
+        assert runner.invoke(app, ["keys", "revoke", "penny_nothing"]).exit_code == 1
+        assert runner.invoke(app, ["keys", "create", "--user", " "]).exit_code == 1
+    finally:
+        get_settings.cache_clear()
