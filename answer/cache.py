@@ -14,11 +14,17 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from penny import Answer, Citation, Cost
+from retrieval.analysis import analyze
 from retrieval.catalogue import CachedAnswer
 
 SEMANTIC_CANDIDATES = 5000  # newest entries compared by embedding; older ones still hit exactly
 _SPACE = re.compile(r"\s+")
+# Words BM25's short stop list keeps but a question's subject never rests on (as stemmed by `analyze`).
+_FUNCTION_WORDS = frozenset(
+    analyze("can could may might must shall should would do does did get i my we our me you your us one")
+)
 _TRAILING = re.compile(r"[\s?.!]+$")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
 def normalise(question: str) -> str:
@@ -29,6 +35,14 @@ def scope_key(groups: Sequence[str] | None, document_ids: Sequence[int]) -> str:
     """One key per visible set of documents: the caller's groups (None: trusted, sees all) and any document scope."""
     scope = {"groups": None if groups is None else sorted(set(groups)), "documents": sorted(set(document_ids))}
     return hashlib.sha256(json.dumps(scope).encode()).hexdigest()
+
+
+def same_question_terms(question: str, other: str) -> bool:
+    """A guard on semantic hits: embeddings put "expenses over 500 pounds" and "over 5000 pounds" at 0.97 cosine.
+    The questions must name the same numbers and differ by at most one content term added or dropped."""
+    terms, other_terms = set(analyze(question)) - _FUNCTION_WORDS, set(analyze(other)) - _FUNCTION_WORDS
+    same_numbers = set(_NUMBER.findall(question)) == set(_NUMBER.findall(other))  # `analyze` drops "9"
+    return same_numbers and len(terms ^ other_terms) <= 1
 
 
 def answer_to_json(answer: Answer) -> str:
@@ -59,10 +73,10 @@ class AnswerCache:
             ).first()
             return self._hit(session, row) if row else None
 
-    def semantic(self, vector: np.ndarray, scope: str, index_version: int) -> Answer | None:
+    def semantic(self, question: str, vector: np.ndarray, scope: str, index_version: int) -> Answer | None:
         with self.sessions() as session:
             rows = session.execute(
-                select(CachedAnswer.id, CachedAnswer.embedding)
+                select(CachedAnswer.id, CachedAnswer.embedding, CachedAnswer.question_key)
                 .where(CachedAnswer.scope_key == scope, CachedAnswer.index_version == index_version)
                 .order_by(CachedAnswer.id.desc())
                 .limit(SEMANTIC_CANDIDATES)
@@ -71,10 +85,12 @@ class AnswerCache:
                 return None
             matrix = np.stack([np.frombuffer(row.embedding, dtype=np.float32) for row in rows])
             similarity = matrix @ vector.astype(np.float32)
-            best = int(np.argmax(similarity))
-            if similarity[best] < self.similarity:
-                return None
-            return self._hit(session, session.get(CachedAnswer, rows[best].id))
+            for best in np.argsort(-similarity):
+                if similarity[best] < self.similarity:
+                    return None
+                if same_question_terms(question, rows[best].question_key):
+                    return self._hit(session, session.get(CachedAnswer, rows[best].id))
+            return None
 
     def store(self, question: str, vector: np.ndarray, scope: str, index_version: int, answer: Answer) -> None:
         with self.sessions() as session, session.begin():

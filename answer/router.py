@@ -192,7 +192,7 @@ class Answerer:
     def _lookup(self, work: _Work, scope: str, version: int) -> Answer | None:
         hit = self.cache.exact(work.standalone, scope, version)
         if hit is None:
-            hit = self.cache.semantic(self._question_vector(work), scope, version)
+            hit = self.cache.semantic(work.standalone, self._question_vector(work), scope, version)
         if hit is None:
             return None
         answer = Answer(text=hit.text, path="cache", confidence=hit.confidence, citations=hit.citations,
