@@ -165,12 +165,13 @@ def sweep(answerer: Answerer, questions: list[Question], right) -> list[Outcome]
 def routed(answerer: Answerer, questions: list[Question], llm_answers: int) -> tuple[list[Outcome], int, float]:
     """Answers without the LLM where the route allows, then up to `llm_answers` of the LLM-routed questions."""
     outcomes, needs_llm = [], []
+    loaded_before = loaded_models()
     for question in questions:
         try:
             outcomes.append(ask(answerer, question, use_cache=False, allow_llm=False))
         except NeedsLlm:
             needs_llm.append(question)
-    assert not loaded_models(), "a passage, abstain or cache answer loaded the LLM"
+    assert loaded_models() == loaded_before, "a passage or abstain answer loaded the LLM"
     rss_without_llm = peak_rss_mb()
     for question in needs_llm[:llm_answers]:
         outcomes.append(ask(answerer, question, use_cache=False))
@@ -206,7 +207,7 @@ def report(name: str, outcomes: list[Outcome], llm_routed: int, total: int, righ
             f"{mean(o.answer.cost.usd_local for o in group):.2e}   "
             f"{mean(o.answer.cost.usd_api_equivalent for o in group):.2e}"
         )
-    search_only = [o.seconds for o in by_path.get("abstain", [])]
+    search_only = [o.seconds for o in by_path.get("abstain", []) if not o.answer.cost.llm_prompt_tokens]
     if by_path.get("passages") and search_only:
         ratio = percentile([o.seconds for o in by_path["passages"]], 0.5) / percentile(search_only, 0.5)
         print(f"  passage answer p50 / abstain answer p50 (search and nothing else): {ratio:.1f}x")
@@ -237,7 +238,7 @@ def run_set(name: str, settings: Settings, questions: list[Question], right, llm
     first = [answer_without_llm(answerer, question) for question in questions[:cache_n]]  # fills the cache
     cached = [ask(answerer, outcome.question) for outcome in first if outcome is not None]
     report(f"{name}, asked again", cached, 0, len(cached), right)
-    print(f"  peak RSS: {rss_without:.0f} MB before any LLM answer, {peak_rss_mb():.0f} MB after "
+    print(f"  peak RSS so far: {rss_without:.0f} MB before this set's LLM answers, {peak_rss_mb():.0f} MB after "
           f"(LLM loaded: {bool(loaded_models())})")  # fmt: skip
 
 
