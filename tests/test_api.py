@@ -381,3 +381,47 @@ def test_penny_keys_create_list_revoke(tmp_path, monkeypatch):
         assert runner.invoke(app, ["keys", "create", "--user", " "]).exit_code == 1
     finally:
         get_settings.cache_clear()
+
+
+# ---------------------------------------------------------------- the gate itself
+
+
+def test_llm_gate_queues_up_to_its_depth_then_refuses():
+    import asyncio
+    import os
+
+    from api.errors import ApiError
+    from api.llm_gate import LlmGate
+    from api.metrics import Metrics
+
+    gate = LlmGate(queue_depth=2, nice=5, metrics=Metrics())
+    release = threading.Event()
+    try:
+        running = gate.submit(release.wait, 30)
+        waiting = [gate.submit(lambda: threading.get_native_id()) for _ in range(2)]
+        assert gate.pending == 3
+        with pytest.raises(ApiError) as refused:
+            gate.submit(lambda: None)
+        assert refused.value.status == 503 and refused.value.code == "llm_busy"
+        assert int(refused.value.headers["Retry-After"]) >= 1
+        release.set()
+        assert running.result(10) is True
+        worker = {future.result(10) for future in waiting}
+        assert len(worker) == 1  # one worker thread runs everything, one job at a time
+        assert os.getpriority(os.PRIO_PROCESS, worker.pop()) == 5
+        assert gate.pending == 0
+
+        async def collect(items):
+            return [item async for item in gate.stream(items)]
+
+        assert asyncio.run(collect(lambda: iter(["a", "b", "c"]))) == ["a", "b", "c"]
+
+        def failing():
+            yield "partial"
+            raise ValueError("generation failed")
+
+        with pytest.raises(ValueError, match="generation failed"):
+            asyncio.run(collect(failing))
+    finally:
+        release.set()
+        gate.close()
