@@ -35,11 +35,13 @@ demo: $(VENV)/.models
 	$(VENV)/bin/penny ingest data/corpus --group everyone
 	$(VENV)/bin/penny ask "How many days of annual leave do full-time employees get?"
 
-# Headless Chromium for the web page's test (tests/test_web.py skips without it): installed on CI, or when missing.
+# System packages some tests use: headless Chromium for the web page (tests/test_web.py) and a PostgreSQL server
+# for the catalogue on PostgreSQL (tests/test_postgres.py). Installed on CI, or when missing; without them those
+# tests skip.
 browser:
-	@if [ -n "$$CI" ] || [ ! -x /usr/bin/chromedriver ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
-		|| echo "could not install chromium: the browser test will be skipped"; fi
+	@if [ -n "$$CI" ] || [ ! -x /usr/bin/chromedriver ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver postgresql \
+		|| echo "could not install chromium/postgresql: the browser and PostgreSQL tests will be skipped"; fi
 
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
