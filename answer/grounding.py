@@ -17,7 +17,9 @@ SYSTEM_PROMPT = (
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
 _DECLINES = re.compile(
-    r"not found|do(?:es)? not (?:contain|mention|provide|say|specify)|no information|cannot (?:find|answer)",
+    r"^\W*not found"
+    r"|(?:passages?|documents?|context|text) (?:do|does) not (?:contain|mention|provide|say|specify|answer)"
+    r"|no information (?:about|on|regarding)|(?:cannot|can't|unable to) (?:find|answer|determine)",
     re.IGNORECASE,
 )
 PASSAGE_CHARS = 1500  # a chunk holds at most ~256 word pieces; this bound only guards odd inputs

@@ -175,15 +175,17 @@ _loading = threading.Lock()
 
 
 def get_llm(settings: Settings) -> LocalLLM:
-    """The process's one instance of the configured model, loaded on first use."""
-    path = resolve_model(settings)
-    key = (str(path.resolve()), settings.llm_context_tokens, settings.llm_threads)
+    """The process's one instance of the configured model, loaded on first use. A packaged model is one model
+    whatever data directory holds its file, so it is never loaded (or assembled) twice in a process."""
+    name = settings.llm_model
+    identity = name if name in (QWEN_15B, SMOLLM2) else str(Path(name).expanduser().resolve())
+    key = (identity, settings.llm_context_tokens, settings.llm_threads)
     with _loading:
         if key not in _loaded:
-            _loaded[key] = LocalLLM(path, settings)
+            _loaded[key] = LocalLLM(resolve_model(settings), settings)
         return _loaded[key]
 
 
 def loaded_models() -> list[str]:
-    """Paths of the models this process has loaded (for tests and benchmarks: passage answers load none)."""
+    """Names or paths of the models this process has loaded (for tests and benchmarks: passage answers load none)."""
     return [key[0] for key in _loaded]

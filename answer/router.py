@@ -318,8 +318,7 @@ class Answerer:
             work.flags.append(f"{path}_declined")
             if text:
                 work.flags.append("replaced_streamed_text")
-            answer = self._abstain(work, result)
-            return replace(answer, text=answer.text), "declined"
+            return self._abstain(work, result), "declined"
         sources = [passage.chunk.text for passage in supplied] + [work.standalone, work.question]
         invented = grounding.unsupported_numbers(text, sources)
         if invented:

@@ -38,7 +38,8 @@ def ask(
         fail(exc)
     assert answer is not None
     if as_json:
-        console.print_json(json.dumps(asdict(answer)))
+        record = asdict(answer)
+        console.print_json(json.dumps({"answer": record.pop("text"), **record}))
         return
     if streamed and "replaced_streamed_text" in answer.flags:
         console.print("\n\n[yellow]the generated text failed its checks; the answer is:[/yellow]")

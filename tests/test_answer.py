@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from answer import Answerer
 from answer.cache import normalise, same_question_terms, scope_key
 from answer.followup import rewrite_heuristic
-from answer.grounding import cited_numbers, unsupported_numbers
+from answer.grounding import cited_numbers, is_decline, unsupported_numbers
 from answer.llm import SMOLLM2, resolve_model
 from ingest.pipeline import IngestRequest, ingest
 from penny import Answer, BadInput, ModelNotFound, Settings
@@ -283,6 +283,12 @@ def test_number_check_finds_figures_no_passage_contains():
     assert cited_numbers("As [2] says, and [1], and [9].", supplied=3) == [2, 1]
 
 
+def test_declines_are_told_from_answers():
+    assert is_decline("NOT FOUND") and is_decline("The passages do not contain the answer.") and is_decline("")
+    assert not is_decline("If the laptop is not found, report it to IT [1].")
+    assert not is_decline("You do not need approval for trips under 500 pounds [2].")
+
+
 def test_follow_up_rewriting_heuristics():
     history = [("user", "How many days of annual leave do full-time employees get?"), ("assistant", "25 days.")]
     elliptical = rewrite_heuristic("What about part-time employees?", history)
@@ -487,3 +493,22 @@ def test_external_decline_becomes_abstain(corpus, endpoint):
     assert answer.path == "abstain" and "external_declined" in answer.flags
     assert answer.citations == [] and answer.related
     assert answer.cost.llm_prompt_tokens == 321  # the declined generation is still paid for
+
+
+# ---------------------------------------------------------------- penny ask
+
+
+@pytest.mark.slow
+def test_penny_ask_json_reports_answer_path_citations_and_cost(corpus):
+    env = {"PENNY_DATA_DIR": str(corpus), "PENNY_PASSAGE_THRESHOLD": "0", "PENNY_ABSTAIN_FLOOR": "0", "PATH": ""}
+    penny = Path(sys.executable).with_name("penny")
+    done = subprocess.run([str(penny), "ask", "How long must passwords be?", "--group", "everyone", "--json"],
+                          capture_output=True, text=True, cwd=corpus, env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["path"] == "passages" and "14 characters" in record["answer"]
+    assert 0 <= record["confidence"] <= 1
+    assert record["citations"][0]["source_path"].endswith("passwords.md")
+    assert record["cost"]["llm_prompt_tokens"] == record["cost"]["llm_completion_tokens"] == 0
+    assert record["cost"]["cpu_seconds"] > 0 and record["cost"]["usd_local"] > 0
+    assert record["cost"]["usd_api_equivalent"] == 0
