@@ -43,11 +43,9 @@ def fail(exc: PennyError, code: int = 1):
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail to stderr.")] = False):
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
-        stream=sys.stderr,
-    )
+    from api.logs import configure_logging
+
+    configure_logging(logging.DEBUG if verbose else logging.WARNING)  # one JSON object per line, as the server logs
 
 
 # ---------------------------------------------------------------- ingestion

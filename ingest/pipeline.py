@@ -103,11 +103,14 @@ def ingest(settings: Settings, request: IngestRequest, progress: Progress | None
         job_id = _start_job(sessions, request)
         progress.job_started(job_id)
         report = JobReport(job_id=job_id)
+        log.info("ingestion job %d started", job_id, extra={"paths": [str(p) for p in request.paths]})
         try:
             _run(settings, sessions, request, report, progress)
         except BaseException as exc:
             _finish_job(sessions, report, "failed", f"{type(exc).__name__}: {exc}")
+            log.error("ingestion job %d failed: %s", job_id, exc)
             raise
+    log.info("ingestion job %d %s", job_id, report.status, extra={**report.counts(), "seconds": report.seconds})
     return report
 
 
@@ -404,6 +407,7 @@ def _store_document(
 
 def _record_failure(session, report, path, kind, reason, item, known, groups_json, source) -> None:
     session.add(JobError(job_id=report.job_id, path=path, kind=kind, reason=reason))
+    log.warning("%s: %s (%s)", path, reason, kind)
     report.errors.append({"path": path, "kind": kind, "reason": reason})
     if kind == "unsupported":
         report.skipped += 1
