@@ -379,7 +379,7 @@ def print_quality(results: dict[str, dict[str, dict[str, float]]], method: Fusio
     )
     for name, by_ranker in results.items():
         for ranker, scores in by_ranker.items():
-            out.add_row(name, ranker, *[f"{scores[m]:.3f}" for m in ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")])
+            out.add_row(name, ranker, *[f"{scores[m]:.4f}" for m in ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")])
     console.print(out)
 
 

@@ -19,12 +19,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from eval.retrieval_devsets import DevSet, settings_for
+from eval.retrieval_devsets import CACHE, DevSet, settings_for
 from penny import Settings
 from retrieval.analysis import analyze
 from retrieval.bm25 import Bm25sIndex
 from retrieval.confidence import features_from_candidates
-from retrieval.dense import build_dense, is_approximate, search_dense
+from retrieval.dense import build_dense, is_approximate, load_dense, save_dense, search_dense
 from retrieval.fusion import fuse
 from retrieval.search import Searcher, SearchFilter, fold_duplicates
 from retrieval.snapshot import DocumentMeta
@@ -92,7 +92,14 @@ def synthetic_snapshot(size: int, settings: Settings, material) -> tuple[Synthet
             corpus[row] = [t for t, k in zip(tokens, kept, strict=True) if k] + [vocabulary[i] for i in extras[row]]
     chunk_ids = np.arange(1, size + 1, dtype=np.int64)
     started = time.perf_counter()
-    dense = build_dense(vectors, chunk_ids, settings)
+    kind = "hnsw" if size >= settings.ann_min_chunks else "flat"
+    cached = CACHE / f"synthetic-{size}-{kind}-m{settings.hnsw_m}-seed{RNG_SEED}.faiss"
+    if cached.exists():  # the vectors are regenerated identically from the seed; the graph is slow to rebuild
+        dense = load_dense(cached, settings)
+    else:
+        dense = build_dense(vectors, chunk_ids, settings)
+        if kind == "hnsw":
+            save_dense(dense, cached)
     build_seconds = time.perf_counter() - started
     model = bm25s.BM25(k1=1.5, b=0.75)
     model.index(corpus, show_progress=False)
@@ -160,12 +167,38 @@ def embedding_threads_side_by_side(searcher: Searcher, queries: list[str]) -> li
 
 def dense_recall(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, ef_search: int, k: int = 10) -> float:
     """Share of the exact top-k (by inner product over all vectors) that the index returns."""
-    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :k] + 1  # chunk ids are rows + 1
-    found = 0
-    for query, truth in zip(queries, exact, strict=True):
-        ids, _ = search_dense(index, query, k, None, ef_search)
-        found += len(set(ids.tolist()) & set(truth.tolist()))
-    return found / (k * len(queries))
+    return dense_quality(index, vectors, queries, ef_search, k)[0]
+
+
+def dense_quality(
+    index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, ef_search: int, k: int = 10
+) -> tuple[float, float]:
+    """(recall@k against exact search, mean shortfall of the returned k-th cosine below the exact k-th cosine)."""
+    similarities = queries @ vectors.T
+    exact = np.argpartition(-similarities, k, axis=1)[:, :k]  # rows; chunk ids are rows + 1 (order is moot)
+    found, shortfall = 0, []
+    for q, (query, truth) in enumerate(zip(queries, exact, strict=True)):
+        ids, scores = search_dense(index, query, k, None, ef_search)
+        found += len(set(ids.tolist()) & set((truth + 1).tolist()))
+        exact_kth = float(similarities[q, truth].min())
+        shortfall.append(exact_kth - float(scores.min()) if len(scores) else exact_kth)
+    return found / (k * len(queries)), float(np.mean(shortfall))
+
+
+def stage_times(searcher: Searcher, snapshot, queries: list[str], vectors: np.ndarray) -> dict[str, float]:
+    """p50 of the two rankers alone: the dense search and BM25 scoring of every row with its top-k."""
+    from retrieval.search import top_rows
+
+    dense_ms, bm25_ms = [], []
+    for query, vector in zip(queries, vectors, strict=True):
+        t0 = time.perf_counter()
+        search_dense(snapshot.dense, vector, searcher.settings.candidates, None, searcher.settings.hnsw_ef_search)
+        t1 = time.perf_counter()
+        top_rows(snapshot.bm25.scores(query), searcher.settings.candidates)
+        t2 = time.perf_counter()
+        dense_ms.append((t1 - t0) * 1000)
+        bm25_ms.append((t2 - t1) * 1000)
+    return {"dense_p50_ms": float(np.percentile(dense_ms, 50)), "bm25_p50_ms": float(np.percentile(bm25_ms, 50))}
 
 
 _material = None
@@ -194,9 +227,18 @@ def scale_latency(size: int, queries_timed: int = 200) -> list[tuple[str, dict[s
     core = time_core(searcher, snapshot, queries, with_embedding=False)
     full = time_core(searcher, snapshot, queries, with_embedding=True)
     recall_queries = query_vectors[:200]
+    stages = stage_times(searcher, snapshot, queries, query_vectors[:queries_timed])
+    console.print(f"synthetic {size:,}: ranker stages alone {stages}")
     if kind == "HNSW":
-        recall = dense_recall(snapshot.dense, snapshot.vectors, recall_queries, base.hnsw_ef_search)
+        recall, shortfall = dense_quality(snapshot.dense, snapshot.vectors, recall_queries, base.hnsw_ef_search)
         core["ann_recall@10"] = full["ann_recall@10"] = recall
+        console.print(f"synthetic {size:,}: 10th cosine shortfall against exact {shortfall:.4f}")
+        for ef in (192, 384):  # what a larger graph search buys at this size
+            wider = Searcher(base.model_copy(update={"hnsw_ef_search": ef}))
+            figures = time_core(wider, snapshot, queries, with_embedding=False)
+            figures["ann_recall@10"], shortfall = dense_quality(snapshot.dense, snapshot.vectors, recall_queries, ef)
+            rows.append((f"synthetic {size:,} (HNSW efSearch={ef}), retrieval core", figures))
+            console.print(f"synthetic {size:,} efSearch={ef}: 10th cosine shortfall {shortfall:.4f}")
     rows.append((f"synthetic {size:,} ({kind}), retrieval core", core))
     rows.append((f"synthetic {size:,} ({kind}), core + query embedding", full))
     if kind == "exact" and size >= 10_000:  # the same size on HNSW, side by side

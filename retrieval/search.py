@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from retrieval.snapshot import Snapshot, version_folder
 
 # A filter allowing at most this many rows is searched exactly even on an HNSW index (a dot product over them).
 EXACT_FILTER_ROWS = 20_000
+ALLOWED_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Searcher:
         self.confidence_model = ConfidenceModel.packaged()
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
+        # allowed rows per (index version, filter): a caller's groups repeat on every query it makes
+        self._allowed: OrderedDict[tuple[int, SearchFilter], np.ndarray] = OrderedDict()
         faiss.omp_set_num_threads(settings.search_threads)
 
     def snapshot(self) -> Snapshot:
@@ -169,7 +173,7 @@ class Searcher:
         empty = Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32))
         if not len(snapshot):
             return empty
-        allowed_rows = None if search_filter.is_open else allowed_rows_for(snapshot, search_filter)
+        allowed_rows = None if search_filter.is_open else self._allowed_rows(snapshot, search_filter)
         if allowed_rows is not None and len(allowed_rows) == 0:
             return empty
         depth = max(self.settings.candidates, 2 * k)
@@ -195,6 +199,19 @@ class Searcher:
             dense_rank={position[int(row)]: rank for rank, row in enumerate(dense_rows)},
             bm25_rank={position[int(row)]: rank for rank, row in enumerate(bm25_rows)},
         )
+
+    def _allowed_rows(self, snapshot: Snapshot, search_filter: SearchFilter) -> np.ndarray:
+        key = (snapshot.version, search_filter)
+        with self._lock:
+            if key in self._allowed:
+                self._allowed.move_to_end(key)
+                return self._allowed[key]
+        rows = allowed_rows_for(snapshot, search_filter)
+        with self._lock:
+            self._allowed[key] = rows
+            while len(self._allowed) > ALLOWED_CACHE_SIZE:
+                self._allowed.popitem(last=False)
+        return rows
 
     def _dense_rows(
         self, snapshot: Snapshot, query_vector: np.ndarray, depth: int, allowed_rows: np.ndarray | None
