@@ -120,12 +120,11 @@ class Searcher:
         import torch
 
         self.embedder.model  # noqa: B018  (loading the model sets the embedder's thread count; set ours after it)
-        previous = torch.get_num_threads()
         torch.set_num_threads(self.settings.search_threads)
         try:
             yield
-        finally:
-            torch.set_num_threads(previous)
+        finally:  # back to the embedder's own count (not the one read before: concurrent searches interleave)
+            torch.set_num_threads(self.embedder.threads)
 
     @staticmethod
     def _validate(
