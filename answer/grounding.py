@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from penny import Passage
 
 NOT_FOUND = "NOT FOUND"
+# "exact figures, dates and conditions": without it the 1.5B model answered "yes" and left out the limit
 SYSTEM_PROMPT = (
     "You answer questions about company documents using only the numbered passages given. "
-    "Answer in one to three short sentences and cite the passages you used like [1] or [2]. "
-    f"If the passages do not contain the answer, reply exactly: {NOT_FOUND}"
+    "Give the direct answer with the exact figures, dates and conditions the passages state, in one to three short "
+    "sentences, and cite the passages you used like [1] or [2]. "
+    f"If the passages do not state the answer, reply exactly: {NOT_FOUND}"
 )
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
