@@ -11,9 +11,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bar
 from rich.table import Table
 
+from ingest.pipeline import Progress
 from penny import PennyError, Settings, get_settings
 
 app = typer.Typer(
@@ -51,32 +53,33 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debu
 # ---------------------------------------------------------------- ingestion
 
 
-class _BarProgress:
-    """Draws the job's progress as a bar with files/s and chunks/s on a terminal."""
+class _BarProgress(Progress):
+    """Draws the job's progress on a terminal: files with files/s and chunks/s, then chunks embedded."""
 
-    def __init__(self, bar: Progress) -> None:
+    def __init__(self, bar: Bar) -> None:
         self.bar = bar
-        self.files = bar.add_task("parsing", total=None, chunks=0, rate="")
+        self.task = bar.add_task("parsing", total=None, rate="")
         self.chunks = 0
 
     def start(self, files: int) -> None:
-        self.bar.update(self.files, total=files)
+        self.bar.update(self.task, total=files)
 
     def advance(self, files: int = 0, chunks: int = 0, embedded: int = 0) -> None:
         self.chunks += chunks
-        task = self.bar.tasks[self.files]
-        elapsed = task.elapsed or 1e-9
-        self.bar.update(
-            self.files,
-            advance=files,
-            chunks=self.chunks,
-            rate=f"{task.completed / elapsed:.1f} files/s, {self.chunks / elapsed:.1f} chunks/s",
-        )
         if embedded:
-            self.bar.update(self.files, description=f"embedding (+{embedded})")
+            self.bar.update(self.task, advance=embedded)
+            return
+        task = self.bar.tasks[self.task]
+        elapsed = task.elapsed or 1e-9
+        rate = f"{(task.completed + files) / elapsed:.1f} files/s, {self.chunks / elapsed:.1f} chunks/s"
+        self.bar.update(self.task, advance=files, rate=rate)
 
-    def stage(self, name: str) -> None:
-        self.bar.update(self.files, description=name)
+    def stage(self, name: str, total: int | None = None) -> None:
+        if total is None:
+            self.bar.update(self.task, description=name)
+            return
+        self.bar.stop_task(self.task)
+        self.task = self.bar.add_task(name, total=total, rate="chunks")
 
 
 @app.command()
@@ -101,7 +104,7 @@ def ingest(
         if sys.stderr.isatty() and not as_json:
             columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]  # fmt: skip
-            with Progress(*columns, console=errors, transient=True) as bar:
+            with Bar(*columns, console=errors, transient=True) as bar:
                 report = run_ingest(settings(), request, _BarProgress(bar))
         else:
             report = run_ingest(settings(), request)

@@ -69,7 +69,8 @@ class Progress:
 
     def advance(self, files: int = 0, chunks: int = 0, embedded: int = 0) -> None: ...
 
-    def stage(self, name: str) -> None: ...
+    def stage(self, name: str, total: int | None = None) -> None:
+        """A new stage begins; `total` is how many items it will advance through, when known."""
 
 
 @dataclass
@@ -101,10 +102,10 @@ def ingest(settings: Settings, request: IngestRequest, progress: Progress | None
     with job_lock(settings):
         _mark_interrupted_jobs(sessions)
         job_id = _start_job(sessions, request)
-        progress.job_started(job_id)
         report = JobReport(job_id=job_id)
         log.info("ingestion job %d started", job_id, extra={"paths": [str(p) for p in request.paths]})
         try:
+            progress.job_started(job_id)
             _run(settings, sessions, request, report, progress)
         except BaseException as exc:
             _finish_job(sessions, report, "failed", f"{type(exc).__name__}: {exc}")
@@ -225,9 +226,14 @@ def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report:
         for item in plan.staged
         for t in (index_text(item.parsed.title, d.section, d.text) for d in item.drafts)
     }
-    progress.stage("embedding")
     started = time.perf_counter()
-    report.chunks_embedded = embed_missing(sessions, embedder, texts, on_batch=lambda n: progress.advance(embedded=n))
+    report.chunks_embedded = embed_missing(
+        sessions,
+        embedder,
+        texts,
+        on_batch=lambda n: progress.advance(embedded=n),
+        on_start=lambda total: progress.stage("embedding", total),
+    )
     report.seconds["embed"] = round(time.perf_counter() - started, 3)
     progress.stage("publishing")
     started = time.perf_counter()

@@ -45,11 +45,13 @@ def embed_missing(
     embedder: Embedder,
     texts_by_hash: dict[str, str],
     on_batch: Callable[[int], None] = lambda n: None,
+    on_start: Callable[[int], None] = lambda total: None,
 ) -> int:
     """Embed the texts whose hash has no cached embedding, committing batch by batch so a killed job keeps its
     work. Returns how many texts were embedded."""
     with sessions() as session:
         todo = sorted(missing_embeddings(session, embedder.model_name, texts_by_hash))
+    on_start(len(todo))
     batch_size = max(embedder.batch_size * 4, 64)
     for i in range(0, len(todo), batch_size):
         batch = todo[i : i + batch_size]
