@@ -305,7 +305,8 @@ def write_report(run: Run, report: dict[str, Any]) -> list[Path]:
 
 _COLUMNS = [
     ("n", "n", "{:d}"), ("recall@10", "R@10", "{:.3f}"), ("mrr@10", "MRR@10", "{:.3f}"),
-    ("ndcg@10", "nDCG@10", "{:.3f}"), ("answer_f1", "F1", "{:.3f}"), ("answer_recall", "ans. recall", "{:.3f}"),
+    ("ndcg@10", "nDCG@10", "{:.3f}"), ("context_answer_recall@10", "ctx ans. recall@10", "{:.3f}"),
+    ("answer_f1", "F1", "{:.3f}"), ("answer_recall", "ans. recall", "{:.3f}"),
     ("answer_similarity", "emb. sim.", "{:.3f}"), ("accuracy", "accuracy", "{:.3f}"),
     ("abstention_precision", "abst. P", "{:.2f}"), ("abstention_recall", "abst. R", "{:.2f}"),
     ("no_llm_share", "no-LLM", "{:.0%}"), ("llm_tokens_per_answer", "LLM tok/ans", "{:.0f}"),
@@ -330,8 +331,9 @@ def markdown(report: dict[str, Any]) -> str:
     parts = [
         f"# Penny evaluation: {report['dataset']}",
         "",
-        f"{report['questions_sampled']} questions (seed {report['seed']}, limit {report['limit']}); LLM strategies "
-        f"on the first {report['llm_limit'] or report['questions_sampled']} of them. Model "
+        f"{report['questions_sampled']} questions sampled (seed {report['seed']}); answered: "
+        + ", ".join(f"{name} {figures['n']}" for name, figures in report["strategies"].items())
+        + " (each strategy's questions are the first of the same seeded sample). Model "
         f"`{report['settings']['llm_model']}`, passage threshold {report['settings']['passage_threshold']}, "
         f"abstain floor {report['settings']['abstain_floor']}.",
         "",
