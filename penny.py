@@ -168,13 +168,14 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = Field(200, ge=32, le=256)  # all-MiniLM-L6-v2 reads at most 256 word pieces
     chunk_overlap_tokens: int = Field(24, ge=0)
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    parse_workers: int = Field(0, ge=0)  # processes that parse files; 0 = one per core
     document_languages: list[str] = ["eng"]  # ISO 639-3 codes; [] detects the language of every element (slower)
 
     # retrieval
     bm25_backend: Literal["bm25s", "rank-bm25"] = "bm25s"
     ann_min_chunks: int = Field(50_000, ge=1)  # exact search below this many chunks, HNSW above
     hnsw_m: int = Field(32, ge=4)
-    hnsw_ef_search: int = Field(96, ge=16)
+    hnsw_ef_search: int = Field(768, ge=16)  # recall@10 0.95 of exact at 1M synthetic chunks (eval/bench_scale.py)
     fusion: Literal["convex", "rrf"] = "convex"
     # chosen by eval/bench_retrieval.py's sweep on the dev sets: dense leads short queries, BM25 long questions
     fusion_dense_weight: float = Field(0.7, ge=0.0, le=1.0)

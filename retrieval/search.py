@@ -179,17 +179,15 @@ class Searcher:
         dense_rows = self._dense_rows(snapshot, query_vector, depth, allowed_rows)
 
         bm25_all = snapshot.bm25.scores(query)
-        if allowed_rows is not None:
-            masked = np.full_like(bm25_all, -np.inf)
-            masked[allowed_rows] = bm25_all[allowed_rows]
-            bm25_all = masked
-        bm25_rows = top_rows(bm25_all, depth)
-        bm25_rows = bm25_rows[bm25_all[bm25_rows] > 0]  # rows sharing no term with the query are not candidates
+        # only allowed rows sharing a term with the query compete (a BM25 score of 0 is no match at all); taking the
+        # top among those is also cheaper than partitioning every row of a large index
+        pool = np.flatnonzero(bm25_all > 0) if allowed_rows is None else allowed_rows[bm25_all[allowed_rows] > 0]
+        bm25_rows = pool[top_rows(bm25_all[pool], depth)]
 
         rows = np.unique(np.concatenate([dense_rows, bm25_rows]))
         # both scores are exact for every candidate: the dot product is cheap, and BM25 scored all rows already
         dense = np.asarray(snapshot.vectors[rows] @ query_vector, dtype=np.float32)
-        bm25 = np.maximum(bm25_all[rows], 0).astype(np.float32)
+        bm25 = np.maximum(bm25_all[rows], 0).astype(np.float32)  # rank-bm25 can score very common terms below 0
         position = {int(row): i for i, row in enumerate(rows)}
         return Candidates(
             rows=rows,
