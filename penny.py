@@ -168,6 +168,7 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = Field(200, ge=32, le=256)  # all-MiniLM-L6-v2 reads at most 256 word pieces
     chunk_overlap_tokens: int = Field(24, ge=0)
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    parse_workers: int = Field(0, ge=0)  # processes that parse files; 0 = one per core
     document_languages: list[str] = ["eng"]  # ISO 639-3 codes; [] detects the language of every element (slower)
 
     # retrieval

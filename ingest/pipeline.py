@@ -22,10 +22,11 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.chunk import ChunkDraft, chunk_document
-from ingest.parse import SUPPORTED, Block, ParsedDocument, ParseFailure, doc_type_of, parse_bytes
+from ingest.parallel import parse_files
+from ingest.parse import SUPPORTED, Block, ParsedDocument, ParseFailure, doc_type_of
 from penny import BadInput, PennyError, Settings
 from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, open_catalogue, utcnow
-from retrieval.embedder import Embedder, get_embedder
+from retrieval.embedder import get_embedder
 from retrieval.indexer import embed_missing, index_text, publish_version, text_sha256, tidy_versions
 
 log = logging.getLogger("penny.ingest")
@@ -81,7 +82,6 @@ class _Staged:
     sha256: str
     size: int
     mtime: float
-    content: bytes | None = None
     parsed: ParsedDocument | None = None
     drafts: list[ChunkDraft] = field(default_factory=list)
 
@@ -186,26 +186,32 @@ def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport
     started = time.perf_counter()
     known = _known_documents(sessions)
     plan = _Plan(groups_json=json.dumps(sorted(set(request.groups))), source=request.source)
+    to_parse: dict[str, _Staged] = {}
     for path in files:
         report.files_seen += 1
         outcome = _examine(Path(path), known.get(path), settings, plan.groups_json, request.source)
+        if isinstance(outcome, _Staged):
+            to_parse[path] = outcome
+            continue
         if isinstance(outcome, ParseFailure):
             plan.failures.append((path, outcome.kind, outcome.reason, None))
         elif outcome == "unchanged":
             report.unchanged += 1
         elif outcome == "relabel":
             plan.relabelled.append(path)
-        elif isinstance(outcome, tuple):
+        else:
             plan.touched.append((path, outcome[1]))
             report.unchanged += 1
-        else:
-            try:
-                _parse_and_chunk(outcome, embedder, settings)
-                plan.staged.append(outcome)
-                progress.advance(chunks=len(outcome.drafts))
-            except ParseFailure as failure:
-                plan.failures.append((path, failure.kind, failure.reason, outcome))
         progress.advance(files=1)
+    for result in parse_files(list(to_parse), settings):
+        item = to_parse[result.path]
+        item.sha256, item.size = result.sha256, result.size  # as parsed, should the file have changed meanwhile
+        if result.failure_kind:
+            plan.failures.append((result.path, result.failure_kind, result.failure_reason, item))
+        else:
+            item.parsed, item.drafts = result.parsed, list(result.drafts)
+            plan.staged.append(item)
+        progress.advance(files=1, chunks=len(result.drafts))
     if request.prune:
         present = set(files)
         plan.gone = [p for p in known if p not in present and any(_under(p, r) for r in roots)]
@@ -349,31 +355,18 @@ def _examine(path: Path, known: Document | None, settings: Settings, groups_json
                 f"{stat.st_size:,} bytes is over the limit of {settings.max_file_bytes:,} (PENNY_MAX_FILE_BYTES)",
             )
         same_labels = known is not None and known.groups_json == groups_json and known.source == source
-        if known and known.status == "indexed" and known.size == stat.st_size and known.mtime == stat.st_mtime:
+        indexed = known is not None and known.status == "indexed"
+        if indexed and known.size == stat.st_size and known.mtime == stat.st_mtime:
             return "unchanged" if same_labels else "relabel"
-        content = path.read_bytes()
+        # an indexed file with a new mtime may hold the same bytes: hash it before paying for a parse
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if indexed else ""
     except ParseFailure as failure:
         return failure
     except OSError as exc:
         return ParseFailure("unreadable", f"cannot read the file: {exc.strerror or exc}")
-    digest = hashlib.sha256(content).hexdigest()
-    if known and known.status == "indexed" and known.sha256 == digest:
+    if indexed and known.sha256 == digest:
         return ("touched", stat.st_mtime) if same_labels else "relabel"
-    return _Staged(path=str(path), sha256=digest, size=stat.st_size, mtime=stat.st_mtime, content=content)
-
-
-def _parse_and_chunk(item: _Staged, embedder: Embedder, settings: Settings) -> None:
-    content, item.content = item.content, None
-    try:
-        item.parsed = parse_bytes(Path(item.path), content, tuple(settings.document_languages))
-    except ParseFailure:
-        raise
-    except Exception as exc:  # a parser library choking on a malformed file must not abort the whole job
-        log.warning("parser failed on %s", item.path, exc_info=True)
-        raise ParseFailure("corrupt", f"the file could not be parsed: {type(exc).__name__}: {exc}") from exc
-    item.drafts = chunk_document(
-        item.parsed, embedder.count_tokens, settings.chunk_max_tokens, settings.chunk_overlap_tokens
-    )
+    return _Staged(path=str(path), sha256=digest, size=stat.st_size, mtime=stat.st_mtime)
 
 
 def _store_document(

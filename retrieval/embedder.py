@@ -36,6 +36,18 @@ def resolve_model_path(name: str) -> Path:
     return Path(module.get_model_path())
 
 
+def load_tokenizer(model_name: str):
+    """The model's own tokenizer alone: chunk sizes are measured with it, and it loads without torch."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(resolve_model_path(model_name)))
+
+
+def count_tokens(tokenizer, texts: list[str]) -> list[int]:
+    encoded = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    return [len(ids) for ids in encoded]
+
+
 class Embedder:
     """Batch embedding of passages and queries into unit vectors (so inner product is cosine similarity)."""
 
@@ -58,7 +70,7 @@ class Embedder:
 
     @cached_property
     def tokenizer(self):
-        return self.model.tokenizer
+        return load_tokenizer(self.model_name)
 
     @property
     def dimension(self) -> int:
@@ -69,8 +81,7 @@ class Embedder:
         return self.model.max_seq_length
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        encoded = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-        return [len(ids) for ids in encoded]
+        return count_tokens(self.tokenizer, texts)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -366,3 +366,17 @@ def test_a_job_killed_midway_leaves_the_old_index_live_and_the_next_run_finishes
     assert statuses == ["succeeded", "interrupted", "succeeded"]
     leftovers = [p.name for p in settings.index_dir.iterdir() if p.name.startswith(".v")]
     assert leftovers == []
+
+
+@pytest.mark.slow
+def test_the_worker_pool_parses_exactly_as_the_serial_path(tmp_path, corpus):
+    from ingest.parallel import MIN_FILES_FOR_POOL, parse_files
+
+    _big_corpus(corpus / "more", MIN_FILES_FOR_POOL)
+    (corpus / "more" / "broken.docx").write_bytes(b"not a zip")
+    paths = sorted(str(p) for p in corpus.rglob("*") if p.is_file())
+    serial = list(parse_files(paths, Settings(data_dir=tmp_path, parse_workers=1)))
+    pooled = list(parse_files(paths, Settings(data_dir=tmp_path, parse_workers=2)))
+    assert [r.path for r in pooled] == paths
+    assert pooled == serial
+    assert [r.failure_kind for r in pooled if r.failure_kind] == ["corrupt"]
