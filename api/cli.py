@@ -314,6 +314,3 @@ app.command()(ask)
 from eval.command import eval_command  # noqa: E402  (`penny eval` lives in the eval package)
 
 app.command("eval")(eval_command)
-
-if __name__ == "__main__":
-    app()
