@@ -9,7 +9,8 @@ Definitions (also written into report.json):
 - cost_per_answer_usd: the answers' summed `usd_local` over their number; cost_per_correct_answer_usd: the same sum
   over the number of correct answers (null when none is correct); `_api_equivalent` variants use the hosted-API
   price of the LLM tokens the answers used;
-- no_llm_share: share of answers that used zero LLM tokens; llm_share: share whose path is llm or external;
+- no_llm_share: share of answers that used zero LLM tokens; llm_share: the rest, the share sent to an LLM (an
+  LLM answer that declined and became an abstention still counts: the LLM ran);
 - latency: wall-clock milliseconds of Answerer.answer, p50 and p95 by linear interpolation (numpy.percentile).
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from answer.router import _COMBINES as COMBINES  # the router's "needs several facts" rule, replayed by the sweep
 from eval.quality import CORRECT_RECALL
-from eval.runner import LLM_STRATEGIES, Run, load_records
+from eval.runner import Run, load_records
 
 CORRECT_DEFINITION = (
     f"an answerable question answered (not abstained) with answer-token recall >= {CORRECT_RECALL} against a "
@@ -86,7 +87,7 @@ def summarise(answers: Sequence[dict[str, Any]], retrieval: dict[str, dict[str, 
         "abstention_precision": _per(sum(1 for r in abstained if r["unanswerable"]), len(abstained)),
         "abstention_recall": _per(sum(1 for r in unanswerable if r["abstained"]), len(unanswerable)),
         "no_llm_share": _per(sum(1 for r in answers if _tokens(r) == 0), n),
-        "llm_share": _per(sum(1 for r in answers if r["path"] in LLM_STRATEGIES), n),
+        "llm_share": _per(sum(1 for r in answers if _tokens(r) > 0), n),
         "paths": dict(Counter(r["path"] for r in answers)),
         "llm_prompt_tokens": sum(int((r.get("cost") or {}).get("llm_prompt_tokens", 0)) for r in answers),
         "llm_completion_tokens": sum(int((r.get("cost") or {}).get("llm_completion_tokens", 0)) for r in answers),
@@ -172,7 +173,7 @@ def _point(threshold: float, routed: Sequence[dict[str, Any]]) -> SweepPoint:
     answerable = [r for r in routed if not r["unanswerable"]]
     return SweepPoint(
         threshold=threshold,
-        llm_share=sum(1 for r in routed if r["path"] in LLM_STRATEGIES) / n,
+        llm_share=sum(1 for r in routed if _tokens(r) > 0) / n,
         accuracy=sum(1 for r in routed if r["correct"]) / n,
         answer_f1=_mean(r["answer_f1"] for r in answerable) or 0.0,
         cost_per_answer_usd=sum(_usd(r, "usd_local") for r in routed) / n,

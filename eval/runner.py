@@ -13,6 +13,7 @@ LLM answer costs seconds; the report compares strategies on the questions all of
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -160,6 +161,7 @@ def execute(run: Run, steps: list[tuple[EvalQuestion, str]], advance: Callable[[
     if not steps:
         return
     answerer = Answerer(run.settings)
+    code = code_version()
     keys = document_ids(run.settings, run.eval_set)
     if any(step in LLM_STRATEGIES for _, step in steps):
         _warm_up(answerer, steps)
@@ -168,8 +170,22 @@ def execute(run: Run, steps: list[tuple[EvalQuestion, str]], advance: Callable[[
         if handle.tell() and not run.results_path.read_bytes().endswith(b"\n"):
             handle.write("\n")  # a line cut short by an interrupt stays a line of its own, skipped when read
         for record in _records(run, answerer, keys, steps, advance):
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(record | {"code": code}) + "\n")
             handle.flush()
+
+
+def code_version() -> str:
+    """The commit the answering code ran at, `+dirty` when its packages had uncommitted changes: records made by
+    different code can then be told apart when a run is resumed across commits."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", "HEAD", "--", "answer", "retrieval",
+                                "ingest", "penny.py"], capture_output=True).returncode  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def _warm_up(answerer: Answerer, steps: list[tuple[EvalQuestion, str]]) -> None:
