@@ -40,12 +40,33 @@ class ScoredSentence:
 
 def split_sentences(text: str) -> list[str]:
     sentences = []
-    for line in text.splitlines():
+    for line in _label_table_rows(text.splitlines()):
         line = _BULLET.sub("", line).strip(" |\t")
         if not line:
             continue
         sentences.extend(part.strip() for part in _SENTENCE_END.split(line) if part.strip())
     return [sentence for sentence in sentences if len(sentence) >= _MIN_CHARS] or [text.strip()]
+
+
+def _label_table_rows(lines: list[str]) -> list[str]:
+    """Table rows (`a | b` lines, as ingestion renders tables) labelled with their header's cells, and the header
+    dropped: a bare header row is no answer, and a bare data row ("3-5 | 26") means nothing without it."""
+    out: list[str] = []
+    header: list[str] | None = None
+    header_used = False
+    for line in [*lines, ""]:
+        cells = [cell.strip() for cell in line.split(" | ")] if " | " in line else None
+        if header is not None and not header_used and (cells is None or len(cells) != len(header)):
+            out.append(" | ".join(header))  # a lone row with no rows under it is ordinary text
+        if cells is None:
+            header = None
+            out.append(line)
+        elif header is None or len(cells) != len(header):
+            header, header_used = cells, False
+        else:
+            out.append("; ".join(f"{name}: {value}" for name, value in zip(header, cells, strict=True)))
+            header_used = True
+    return out[:-1]
 
 
 def score_sentences(

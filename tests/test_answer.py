@@ -531,3 +531,18 @@ def test_penny_ask_json_reports_answer_path_citations_and_cost(corpus):
     assert record["cost"]["llm_prompt_tokens"] == record["cost"]["llm_completion_tokens"] == 0
     assert record["cost"]["cpu_seconds"] > 0 and record["cost"]["usd_local"] > 0
     assert record["cost"]["usd_api_equivalent"] == 0
+
+
+def test_table_rows_become_sentences_labelled_by_their_header():
+    from answer.extract import split_sentences
+
+    text = "Leave grows with service.\nYears | Days\n0-2 | 25\n3-5 | 26\nAsk HR for details."
+    assert split_sentences(text) == [
+        "Leave grows with service.",
+        "Years: 0-2; Days: 25",
+        "Years: 3-5; Days: 26",
+        "Ask HR for details.",
+    ]
+    assert (
+        split_sentences("Intro sentence here.\nA lone row | of cells\nMore text follows.")[1] == "A lone row | of cells"
+    )
