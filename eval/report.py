@@ -159,6 +159,7 @@ def sweep(records: dict[str, dict[str, dict[str, Any]]], abstain_floor: float) -
         "always_llm": _as_dict(always_llm),
         "passages_only": _as_dict(passages_only),
         "operating_point": _as_dict(best) if best else None,
+        "most_accurate_point": _as_dict(max(points, key=lambda p: (p.accuracy, -p.cost_per_answer_usd))),
         "points": [_as_dict(p) for p in points],
     }
     if "routed" in records:
@@ -375,6 +376,10 @@ def _sweep_lines(result: dict[str, Any]) -> list[str]:
     if best:
         where = "no passage answers" if best["threshold"] is None else f"threshold {best['threshold']:.3f}"
         lines.append(f"- **operating point** (cheapest with accuracy >= always LLM): {where}: {describe(best)}")
+    top = result.get("most_accurate_point")
+    if top:
+        where = "no passage answers" if top["threshold"] is None else f"threshold {top['threshold']:.3f}"
+        lines.append(f"- most accurate threshold (cheapest among equals): {where}: {describe(top)}")
     lines += [
         "",
         "| threshold | to LLM | accuracy | F1 | $/1k answers local | $/1k API-eq. |",

@@ -167,6 +167,8 @@ def test_sweep_finds_the_cheapest_threshold_as_good_as_always_llm():
     assert by_threshold[None]["accuracy"] == 0.5  # no passage answers at all, still abstains on q3
     # no threshold reaches always-LLM's 0.75 (it answers q3, which the floor abstains on): no operating point
     assert result["operating_point"] is None
+    top = result["most_accurate_point"]  # 0.5, cheapest with q1 from passages: 0.5 < threshold <= 0.9
+    assert top["accuracy"] == 0.5 and top["cost_per_answer_usd"] == pytest.approx((2e-6 + 2e-4) / 4)
     # with a floor of 0, threshold 0.55 reaches 0.75: q1 by passages, q2 and q3 by LLM, q4 by LLM (wrong)
     best = sweep(records, abstain_floor=0.0)["operating_point"]
     assert best["accuracy"] == 0.75 and 0.5 < best["threshold"] <= 0.9
