@@ -215,7 +215,7 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
         axis.set_xlabel(label)
         axis.set_ylabel("accuracy")
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="best")
     figure.suptitle(f"{title}: cost against quality (n={result['n']})", fontsize=10)
     figure.tight_layout()
     figure.savefig(path)
