@@ -98,30 +98,15 @@ def ingest(settings: Settings, request: IngestRequest, progress: Progress | None
     """Run one ingestion job to completion and return its report."""
     progress = progress or Progress()
     _validate(request)
-    sessions = open_catalogue(settings)
-    with job_lock(settings):
-        _mark_interrupted_jobs(sessions)
-        job_id = _start_job(sessions, request)
-        report = JobReport(job_id=job_id)
-        log.info("ingestion job %d started", job_id, extra={"paths": [str(p) for p in request.paths]})
-        try:
-            progress.job_started(job_id)
-            _run(settings, sessions, request, report, progress)
-        except BaseException as exc:
-            _finish_job(sessions, report, "failed", f"{type(exc).__name__}: {exc}")
-            log.error("ingestion job %d failed: %s", job_id, exc)
-            raise
-    log.info("ingestion job %d %s", job_id, report.status, extra={**report.counts(), "seconds": report.seconds})
+    with _job(settings, request.paths) as (sessions, report):
+        progress.job_started(report.job_id)
+        _run(settings, sessions, request, report, progress)
     return report
 
 
 def remove_documents(settings: Settings, document_ids: list[int]) -> JobReport:
     """Delete documents from the catalogue and publish an index version without them, as one job."""
-    sessions = open_catalogue(settings)
-    with job_lock(settings):
-        _mark_interrupted_jobs(sessions)
-        job_id = _start_job(sessions, IngestRequest(paths=[]))
-        report = JobReport(job_id=job_id)
+    with _job(settings, []) as (sessions, report):
         with sessions.begin() as session:
             found = session.scalars(select(Document).where(Document.id.in_(document_ids))).all()
             missing = set(document_ids) - {doc.id for doc in found}
@@ -131,10 +116,28 @@ def remove_documents(settings: Settings, document_ids: list[int]) -> JobReport:
                 session.delete(document)
             session.flush()
             report.removed = len(found)
-            report.index_version = publish_version(session, settings, get_embedder(settings).dimension, job_id)
+            dimension = get_embedder(settings).dimension
+            report.index_version = publish_version(session, settings, dimension, report.job_id)
             _record_finish(session, report, "succeeded", None)
         tidy_versions(sessions, settings)
     return report
+
+
+@contextmanager
+def _job(settings: Settings, paths: list[Path]) -> Iterator[tuple[sessionmaker[Session], JobReport]]:
+    """One job under the data directory's lock: its row is created first, and marked failed if the body raises."""
+    sessions = open_catalogue(settings)
+    with job_lock(settings):
+        _mark_interrupted_jobs(sessions)
+        report = JobReport(job_id=_start_job(sessions, paths))
+        log.info("ingestion job %d started", report.job_id, extra={"paths": [str(p) for p in paths]})
+        try:
+            yield sessions, report
+        except BaseException as exc:
+            _finish_job(sessions, report, "failed", f"{type(exc).__name__}: {exc}")
+            log.error("ingestion job %d failed: %s", report.job_id, exc)
+            raise
+    log.info("ingestion job %d %s", report.job_id, report.status, extra={**report.counts(), "seconds": report.seconds})
 
 
 @contextmanager
@@ -291,40 +294,32 @@ def ingest_records(
     progress = progress or Progress()
     if not records:
         raise BadInput("no records to ingest")
-    sessions = open_catalogue(settings)
-    with job_lock(settings):
-        _mark_interrupted_jobs(sessions)
-        job_id = _start_job(sessions, IngestRequest(paths=[Path(f"record://{source}")]))
-        report = JobReport(job_id=job_id)
-        try:
-            embedder = get_embedder(settings)
-            known = _known_documents(sessions)
-            plan = _Plan(groups_json=json.dumps(sorted(set(groups or ["everyone"]))), source=source)
-            progress.start(len(records))
-            for record in records:
-                report.files_seen += 1
-                path = record_path(source, record.id)
-                content = f"{record.title}\n{record.text}".encode()
-                digest = hashlib.sha256(content).hexdigest()
-                doc = known.get(path)
-                if doc and doc.sha256 == digest and doc.groups_json == plan.groups_json:
-                    report.unchanged += 1
-                else:
-                    item = _Staged(path=path, sha256=digest, size=len(content), mtime=0.0)
-                    blocks = [Block(record.text.strip() or record.title, (record.title,) if record.title else (), None)]
-                    item.parsed = ParsedDocument(title=record.title or record.id, doc_type="record", blocks=blocks)
-                    item.drafts = chunk_document(
-                        item.parsed, embedder.count_tokens, settings.chunk_max_tokens, settings.chunk_overlap_tokens
-                    )
-                    plan.staged.append(item)
-                progress.advance(files=1)
-            given = {record_path(source, r.id) for r in records}
-            prefix = record_path(source, "")
-            plan.gone = [p for p in known if p.startswith(prefix) and p not in given]
-            _embed_and_publish(settings, sessions, embedder, plan, known, report, progress)
-        except BaseException as exc:
-            _finish_job(sessions, report, "failed", f"{type(exc).__name__}: {exc}")
-            raise
+    with _job(settings, [Path(f"record://{source}")]) as (sessions, report):
+        embedder = get_embedder(settings)
+        known = _known_documents(sessions)
+        plan = _Plan(groups_json=json.dumps(sorted(set(groups or ["everyone"]))), source=source)
+        progress.start(len(records))
+        for record in records:
+            report.files_seen += 1
+            path = record_path(source, record.id)
+            content = f"{record.title}\n{record.text}".encode()
+            digest = hashlib.sha256(content).hexdigest()
+            doc = known.get(path)
+            if doc and doc.sha256 == digest and doc.groups_json == plan.groups_json:
+                report.unchanged += 1
+            else:
+                item = _Staged(path=path, sha256=digest, size=len(content), mtime=0.0)
+                blocks = [Block(record.text.strip() or record.title, (record.title,) if record.title else (), None)]
+                item.parsed = ParsedDocument(title=record.title or record.id, doc_type="record", blocks=blocks)
+                item.drafts = chunk_document(
+                    item.parsed, embedder.count_tokens, settings.chunk_max_tokens, settings.chunk_overlap_tokens
+                )
+                plan.staged.append(item)
+            progress.advance(files=1)
+        given = {record_path(source, r.id) for r in records}
+        prefix = record_path(source, "")
+        plan.gone = [p for p in known if p.startswith(prefix) and p not in given]
+        _embed_and_publish(settings, sessions, embedder, plan, known, report, progress)
     return report
 
 
@@ -425,9 +420,9 @@ def _record_failure(session, report, path, kind, reason, item, known, groups_jso
     )  # fmt: skip
 
 
-def _start_job(sessions: sessionmaker[Session], request: IngestRequest) -> int:
+def _start_job(sessions: sessionmaker[Session], paths: list[Path]) -> int:
     with sessions.begin() as session:
-        job = IngestionJob(status="running", pid=os.getpid(), paths_json=json.dumps([str(p) for p in request.paths]))
+        job = IngestionJob(status="running", pid=os.getpid(), paths_json=json.dumps([str(p) for p in paths]))
         session.add(job)
         session.flush()
         return job.id
