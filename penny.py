@@ -83,6 +83,7 @@ class SearchResult:
     index_version: int
     embed_calls: int = 0
     cpu_ms: float = 0.0
+    query_vector: Any = None  # the query's unit vector (numpy), reused to score answer sentences
 
 
 @dataclass(frozen=True, slots=True)

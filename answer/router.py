@@ -202,6 +202,7 @@ class Answerer:
     def _search(self, work: _Work, search_filter: SearchFilter) -> SearchResult:
         depth = max(SEARCH_DEPTH, self.settings.llm_passages)
         result = self.searcher.search(work.standalone, k=depth, search_filter=search_filter)
+        work.vector = result.query_vector
         work.cost.embed_calls += result.embed_calls
         work.cost.retrieval_cpu_ms += result.cpu_ms
         return result

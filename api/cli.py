@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -224,7 +224,7 @@ def search(
     except PennyError as exc:
         fail(exc)
     if as_json:
-        console.print_json(json.dumps(asdict(result)))
+        console.print_json(json.dumps(asdict(replace(result, query_vector=None))))
         return
     console.print(f"confidence {result.confidence:.2f} (index version {result.index_version})")
     for passage in result.passages:

@@ -128,8 +128,7 @@ def time_core(searcher: Searcher, snapshot, queries: list[str], with_embedding: 
     for query, vector in zip(queries, vectors, strict=True):
         t0 = time.perf_counter()
         if with_embedding:
-            with searcher.embedding_threads(1):
-                vector = searcher.embedder.embed_one(query)
+            vector = searcher.embedder.embed_one(query)  # one text: the embedder's single-query thread count
         candidates = searcher.candidates(snapshot, query, vector, 10, open_filter)
         fused = fuse(candidates, searcher.settings, query)
         order = fold_duplicates(snapshot, candidates.rows, fused)[:10]
@@ -145,17 +144,16 @@ def time_core(searcher: Searcher, snapshot, queries: list[str], with_embedding: 
 
 def embedding_threads_side_by_side(searcher: Searcher, queries: list[str]) -> list[tuple[str, dict[str, float]]]:
     """Single-query embedding on the embedder's own thread count against search_threads, alternating per query."""
-    import torch
-
-    searcher.embedder.embed_one(queries[0])
+    embedder = searcher.embedder
+    embedder.embed_one(queries[0])
     counts = {searcher.settings.embed_threads: [], searcher.settings.search_threads: []}
     for query in queries:
         for count, times in counts.items():
-            torch.set_num_threads(count)
+            embedder.single_threads = count
             t0 = time.perf_counter()
-            searcher.embedder.embed_one(query)
+            embedder.embed_one(query)
             times.append((time.perf_counter() - t0) * 1000)
-    torch.set_num_threads(searcher.settings.embed_threads)
+    embedder.single_threads = searcher.settings.search_threads
     return [
         (f"query embedding alone, {count} torch thread(s)", {
             "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),

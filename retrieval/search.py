@@ -6,9 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import faiss
 import numpy as np
@@ -97,34 +95,15 @@ class Searcher:
         started = time.process_time()
         queries, filters = self._validate(queries, k, search_filters)
         snapshot = self.snapshot()
-        with self.embedding_threads(len(queries)):
-            vectors = self.embedder.embed(queries)
+        vectors = self.embedder.embed(queries)
         shared_ms = (time.process_time() - started) * 1000 / len(queries)
         results = []
         for query, vector, search_filter in zip(queries, vectors, filters, strict=True):
             query_started = time.process_time()
             candidates = self.candidates(snapshot, query, vector, k, search_filter)
-            results.append(
-                self._result(snapshot, query, candidates, k, shared_ms + (time.process_time() - query_started) * 1000)
-            )
+            cpu_ms = shared_ms + (time.process_time() - query_started) * 1000
+            results.append(replace(self._result(snapshot, query, candidates, k, cpu_ms), query_vector=vector))
         return results
-
-    @contextmanager
-    def embedding_threads(self, queries: int) -> Iterator[None]:
-        """One query is embedded on `search_threads` torch threads: on 2 shared cores a 2-thread forward pass of a
-        short query collapses when another process is busy (measured in eval/bench_retrieval.py), a 1-thread one
-        holds up. Batches keep the embedder's own thread count."""
-        if queries > 1:
-            yield
-            return
-        import torch
-
-        self.embedder.model  # noqa: B018  (loading the model sets the embedder's thread count; set ours after it)
-        torch.set_num_threads(self.settings.search_threads)
-        try:
-            yield
-        finally:  # back to the embedder's own count (not the one read before: concurrent searches interleave)
-            torch.set_num_threads(self.embedder.threads)
 
     @staticmethod
     def _validate(
