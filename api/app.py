@@ -48,7 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, chat, openai, search, documents, admin, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        uploads={admin.UPLOAD_PATH: settings.max_upload_bytes},
+    )
     app.add_middleware(AccessLog)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")  # outermost: every line has the id
     return app

@@ -1,4 +1,5 @@
-"""Refuses request bodies over PENNY_MAX_REQUEST_BYTES with the API's JSON 413, declared length or not."""
+"""Refuses request bodies over their limit with the API's JSON 413, declared length or not: PENNY_MAX_REQUEST_BYTES
+for every endpoint except document uploads, which have PENNY_MAX_UPLOAD_BYTES."""
 
 from __future__ import annotations
 
@@ -8,32 +9,39 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 
-MESSAGE = "the request body is larger than the limit of {limit:,} bytes (PENNY_MAX_REQUEST_BYTES)"
+MESSAGE = "the request body is larger than the limit of {limit:,} bytes ({setting})"
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads = uploads or {}  # POST path -> its own limit
+
+    def limit_for(self, scope: Scope) -> tuple[int, str]:
+        if scope.get("method") == "POST" and scope.get("path") in self.uploads:
+            return self.uploads[scope["path"]], "PENNY_MAX_UPLOAD_BYTES"
+        return self.max_bytes, "PENNY_MAX_REQUEST_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self.limit_for(scope)
+        message = MESSAGE.format(limit=limit, setting=setting)
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(413, "payload_too_large", MESSAGE.format(limit=self.max_bytes))
-            await response(scope, receive, send)
+        if declared.isdigit() and int(declared) > limit:
+            await error_response(413, "payload_too_large", message)(scope, receive, send)
             return
         received = 0
 
         async def counted() -> Message:
             nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:  # a chunked body with no length: the error handler answers 413
-                    raise HTTPException(413)
-            return message
+            incoming = await receive()
+            if incoming["type"] == "http.request":
+                received += len(incoming.get("body", b""))
+                if received > limit:  # a chunked body with no length: the error handler answers 413
+                    raise HTTPException(413, detail=message)
+            return incoming
 
         await self.app(scope, counted, send)

@@ -87,9 +87,8 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     message = {
         404: "no such endpoint; see /docs for the API",
-        413: "the request body is larger than the limit (PENNY_MAX_REQUEST_BYTES)",
         405: "this endpoint does not take that method; see /docs for the API",
-    }.get(exc.status_code, str(exc.detail))
+    }.get(exc.status_code, str(exc.detail))  # a 413's detail names the limit that was passed
     return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
 

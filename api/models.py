@@ -180,6 +180,10 @@ class JobStarted(BaseModel):
     url: str
 
 
+class UploadStarted(JobStarted):
+    stored: list[str] = Field(description="The uploaded files' names under the data directory's uploads/")
+
+
 class JobOut(BaseModel):
     id: int
     status: str

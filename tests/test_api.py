@@ -258,6 +258,60 @@ def test_admin_ingests_lists_and_deletes_a_document(client, settings, admin, bob
     assert missing.status_code == 400 and "no such file" in error_of(missing)["message"]
 
 
+def wait_for_job(client, url: str, headers: dict) -> dict:
+    deadline = time.monotonic() + 120
+    while (job := client.get(url, headers=headers).json())["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return job
+
+
+def test_admin_uploads_documents_that_only_their_groups_can_read(client, settings, admin, alice, bob):
+    note = b"# Car hire\n\n## Limits\n\nStaff on business travel may hire a car up to 1,400 cc without approval.\n"
+    form = {"groups": ["finance"], "source": "uploads"}
+    files = [("files", ("car-hire.md", note, "text/markdown"))]
+    refused = client.post("/v1/documents", files=files, data=form, headers=bob)
+    assert refused.status_code == 403 and error_of(refused)["code"] == "forbidden"
+
+    started = client.post("/v1/documents", files=files, data=form, headers=admin)
+    assert started.status_code == 202, started.text
+    assert started.json()["stored"] == ["car-hire.md"]
+    job = wait_for_job(client, started.json()["url"], admin)
+    assert job["status"] == "succeeded" and job["counts"]["added"] == 1
+    stored = settings.data_dir / "uploads" / "car-hire.md"
+    assert stored.read_bytes() == note and not list((settings.data_dir / "uploads" / ".incoming").iterdir())
+
+    query = {"query": "hire a car business travel cc", "k": 3}
+    assert "1,400 cc" in client.post("/v1/search", json=query, headers=alice).json()["passages"][0]["text"]
+    assert all("1,400" not in p["text"] for p in client.post("/v1/search", json=query, headers=bob).json()["passages"])
+
+    edited = [("files", ("car-hire.md", note.replace(b"1,400", b"1,600"), "text/markdown"))]
+    again = client.post("/v1/documents", files=edited, data=form, headers=admin)
+    job = wait_for_job(client, again.json()["url"], admin)
+    assert job["counts"]["updated"] == 1
+    assert "1,600 cc" in client.post("/v1/search", json=query, headers=alice).json()["passages"][0]["text"]
+
+    hidden = client.post("/v1/documents", files=[("files", (".env", b"x", "text/plain"))], headers=admin)
+    assert hidden.status_code == 400 and "file name" in error_of(hidden)["message"]
+    twice = [("files", ("a.md", b"# A\n\ntext\n", "text/markdown"))] * 2
+    assert error_of(client.post("/v1/documents", files=twice, headers=admin))["code"] == "bad_input"
+    assert not (settings.data_dir / "uploads" / "a.md").exists()
+
+
+def test_an_upload_over_its_limit_is_refused_and_stores_nothing(settings, admin):
+    small = settings.model_copy(update={"max_upload_bytes": 4096})
+    with TestClient(create_app(small)) as small_client:
+        files = [("files", ("big.txt", b"word " * 2000, "text/plain"))]
+        response = small_client.post("/v1/documents", files=files, headers=admin)
+        assert response.status_code == 413, response.text
+        assert "PENNY_MAX_UPLOAD_BYTES" in error_of(response)["message"]
+        ok = small_client.post("/v1/documents", files=[("files", ("tiny.txt", b"x" * 100, "text/plain"))],
+                               headers=admin)  # fmt: skip
+        assert ok.status_code == 202
+        wait_for_job(small_client, ok.json()["url"], admin)
+    assert not (settings.data_dir / "uploads" / "big.txt").exists()
+
+
 # ---------------------------------------------------------------- the LLM gate
 
 

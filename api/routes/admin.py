@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminDep, ServicesDep
-from api.errors import not_found
+from api.errors import ApiError, not_found
 from api.jobs import ingest_request
-from api.models import DocumentDeleted, IngestBody, JobOut, JobStarted
+from api.models import DocumentDeleted, IngestBody, JobOut, JobStarted, UploadStarted
+from api.uploads import store_uploads, uploads_dir
 from ingest.admin import list_jobs
 from ingest.pipeline import remove_documents
-from penny import BadInput
+from penny import BadInput, PennyError
 
 router = APIRouter(prefix="/v1", tags=["admin"])
+UPLOAD_PATH = "/v1/documents"
 
 
 @router.post("/ingest", response_model=JobStarted, status_code=202)
@@ -22,6 +26,35 @@ async def start_ingest(body: IngestBody, _admin: AdminDep, services: ServicesDep
     request = ingest_request(body.paths, body.groups, body.source, body.prune)
     job_id = await run_in_threadpool(services.ingest.start, request)
     return JobStarted(job_id=job_id, status="running", url=f"/v1/jobs/{job_id}")
+
+
+@router.post("/documents", response_model=UploadStarted, status_code=202)
+async def upload_documents(
+    files: Annotated[list[UploadFile], File(description="One or more documents: md, txt, html, pdf, docx")],
+    _admin: AdminDep,
+    services: ServicesDep,
+    groups: Annotated[list[str] | None, Form(description="Groups that may read them (repeat the field)")] = None,
+    source: Annotated[str, Form(min_length=1, max_length=200)] = "upload",
+):
+    """Upload documents (multipart form, at most PENNY_MAX_UPLOAD_BYTES in all) and ingest them in the background.
+
+    They are kept under the data directory's `uploads/` by file name: uploading a file of the same name again
+    replaces it and updates its document. Poll `url` for the job's outcome."""
+    stored = await run_in_threadpool(store_uploads, services.settings, [(f.filename, f.file) for f in files])
+    request = ingest_request([str(path) for path in stored], groups or ["everyone"], source, prune=False)
+    try:
+        job_id = await run_in_threadpool(services.ingest.start, request)
+    except PennyError as exc:
+        if exc.code != "job_running":
+            raise
+        raise ApiError(
+            409,
+            "job_running",
+            f"the files are stored under {uploads_dir(services.settings)} but another ingestion job is running: "
+            "upload them again when it has finished (they will replace these copies)",
+        ) from exc
+    return UploadStarted(job_id=job_id, status="running", url=f"/v1/jobs/{job_id}",
+                         stored=[path.name for path in stored])  # fmt: skip
 
 
 @router.get("/jobs", response_model=list[JobOut])
