@@ -209,8 +209,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,8,32", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--seconds", default=10.0, type=float)
-    parser.add_argument("--every", default=2.0, type=float,
-                        help="also run the highest level with each client asking once every EVERY s (0: skip)")  # fmt: skip
+    parser.add_argument(
+        "--every", default=2.0, type=float, help="also the top level, each client asking every EVERY s (0: skip)"
+    )
     parser.add_argument("--llm-model", default="qwen2.5-coder-1.5b")
     parser.add_argument("--data-dir", default="/tmp/penny-bench-api", type=Path)
     parser.add_argument("--port", default=8765, type=int)
