@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from eval.datasets import load_beir
+from ingest.parse import PARSER_VERSION
 from ingest.pipeline import IngestRequest, Record, ingest, ingest_records, record_path
 from penny import BadInput, Settings
 from retrieval.catalogue import Document, open_catalogue
@@ -71,6 +72,7 @@ class EvalSet:
         """A hash of the corpus content and of the settings that shape the index."""
         digest = hashlib.sha256()
         digest.update(self.name.encode())
+        digest.update(f"parser={PARSER_VERSION}\n".encode())
         for name in _INDEX_SETTINGS:
             digest.update(f"{name}={getattr(settings, name)}\n".encode())
         for record in self.records:

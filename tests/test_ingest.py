@@ -124,6 +124,21 @@ def test_every_supported_type_parses_with_sections(corpus, name, expected_title,
     assert " > ".join(holding[0].section) == expected_section
 
 
+def test_markdown_saved_as_txt_keeps_its_headings_and_code_blocks(tmp_path):
+    path = tmp_path / "restore.txt"
+    path.write_text(
+        "# Restoring etcd\n\n\nRestore the snapshot before you restart the control plane.\n\n"
+        "```terminal\n$ oc get pods -n openshift-etcd\n```\n\n"
+        "# Verifying the restore\n\nCheck that every etcd member reports healthy within 10 minutes.\n"
+    )
+    parsed = parse_bytes(path, path.read_bytes())
+    assert parsed.title == "Restoring etcd"
+    verified = next(b for b in parsed.blocks if "every etcd member" in b.text)
+    assert verified.section == ("Verifying the restore",)
+    assert not any(b.text.startswith("```") or b.section[-1].startswith(("```", "#")) for b in parsed.blocks)
+    assert any("oc get pods -n openshift-etcd" in b.text for b in parsed.blocks)
+
+
 def test_tables_keep_rows_and_columns(corpus):
     parsed = parse_bytes(corpus / "leave.md", (corpus / "leave.md").read_bytes())
     tables = [b for b in parsed.blocks if b.is_table]
