@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.chunk import ChunkDraft, chunk_document
 from ingest.parallel import parse_files
-from ingest.parse import SUPPORTED, Block, ParsedDocument, ParseFailure, doc_type_of
+from ingest.parse import PARSER_VERSION, SUPPORTED, Block, ParsedDocument, ParseFailure, doc_type_of
 from penny import BadInput, PennyError, Settings
 from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, open_catalogue, utcnow
 from retrieval.embedder import get_embedder
@@ -351,6 +351,8 @@ def _examine(path: Path, known: Document | None, settings: Settings, groups_json
             )
         same_labels = known is not None and known.groups_json == groups_json and known.source == source
         indexed = known is not None and known.status == "indexed"
+        if indexed and known.parser_version < PARSER_VERSION:  # read by an older parser: read it again
+            return _Staged(path=str(path), sha256="", size=stat.st_size, mtime=stat.st_mtime)
         if indexed and known.size == stat.st_size and known.mtime == stat.st_mtime:
             return "unchanged" if same_labels else "relabel"
         # an indexed file with a new mtime may hold the same bytes: hash it before paying for a parse
@@ -379,6 +381,7 @@ def _store_document(
     document.source, document.sha256, document.size, document.mtime = source, item.sha256, item.size, item.mtime
     document.title, document.doc_type, document.groups_json = parsed.title[:500], parsed.doc_type, groups_json
     document.status, document.error, document.chunk_count = "indexed", None, len(item.drafts)
+    document.parser_version = PARSER_VERSION
     document.updated_at = utcnow()
     session.flush()
     session.add_all(

@@ -53,6 +53,7 @@ class Document(Base):
     status: Mapped[str] = mapped_column(String(20))  # indexed | failed
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    parser_version: Mapped[int] = mapped_column(Integer, default=1)  # ingest.parse.PARSER_VERSION that read it
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     chunks: Mapped[list[ChunkRow]] = relationship(

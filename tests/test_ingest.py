@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ingest.chunk import chunk_document
-from ingest.parse import Block, ParsedDocument, ParseFailure, parse_bytes
+from ingest.parse import PARSER_VERSION, Block, ParsedDocument, ParseFailure, parse_bytes
 from ingest.pipeline import IngestRequest, JobAlreadyRunning, Record, ingest, ingest_records, job_lock
 from penny import BadInput, Settings
 from retrieval.catalogue import ChunkRow, Document, EmbeddingRow, IngestionJob, live_version, open_catalogue
@@ -250,6 +250,17 @@ def test_touched_but_identical_file_is_unchanged(settings, corpus):
     os.utime(corpus / "leave.md", (time.time() + 60, time.time() + 60))
     report = ingest(settings, IngestRequest(paths=[corpus]))
     assert report.unchanged == 5 and report.index_version is None
+
+
+def test_documents_read_by_an_older_parser_are_read_again(settings, corpus):
+    ingest(settings, IngestRequest(paths=[corpus]))
+    with open_catalogue(settings).begin() as session:  # as an older Penny would have left it
+        session.execute(update(Document).where(Document.path.like("%leave.md")).values(parser_version=1))
+    report = ingest(settings, IngestRequest(paths=[corpus]))
+    assert (report.updated, report.unchanged, report.chunks_embedded) == (1, 4, 0)  # same text: no new embedding
+    with open_catalogue(settings)() as session:
+        assert set(session.scalars(select(Document.parser_version))) == {PARSER_VERSION}
+    assert ingest(settings, IngestRequest(paths=[corpus])).unchanged == 5
 
 
 def test_new_groups_relabel_without_reembedding(settings, corpus):
