@@ -157,6 +157,8 @@ class Settings(BaseSettings):
     # storage
     data_dir: Path = Path(".penny")
     database_url: str = ""  # empty: SQLite inside data_dir
+    # LLM files assembled from their packages (1.1 GB for the default): one copy per user, not one per data dir
+    models_dir: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "penny/models"))
 
     # threads: 1 thread holds up when another process shares the 2 cores; 2 threads collapse then
     embed_threads: int = Field(2, ge=1)
@@ -219,7 +221,7 @@ class Settings(BaseSettings):
     llm_queue_depth: int = Field(4, ge=0)
     llm_nice: int = Field(10, ge=0, le=19)  # the API's LLM worker runs niced so passage answers never wait on it
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "models_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()

@@ -34,7 +34,7 @@ def resolve_model(settings: Settings) -> Path:
     """The GGUF file for `settings.llm_model`, assembling a packaged model on first use."""
     name = settings.llm_model
     if name == QWEN_15B:
-        return assemble_qwen(settings.data_dir / "models")
+        return assemble_qwen(settings.models_dir)
     if name == SMOLLM2:
         return _smollm2_path()
     path = Path(name).expanduser()

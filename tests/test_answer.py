@@ -398,6 +398,18 @@ def test_the_default_model_is_assembled_once_and_checked(tmp_path, monkeypatch):
     assert path.stat().st_size == llm.QWEN_15B_BYTES
     written = path.stat().st_mtime_ns
     assert llm.assemble_qwen(tmp_path) == path and path.stat().st_mtime_ns == written  # joined once
+    # every data directory shares the one copy under the models directory
+    for data_dir in ("a", "b"):
+        assert resolve_model(Settings(data_dir=tmp_path / data_dir, models_dir=tmp_path)) == path
+    assert path.stat().st_mtime_ns == written
+
+
+def test_the_models_directory_is_per_user_unless_configured(monkeypatch, tmp_path):
+    monkeypatch.delenv("PENNY_MODELS_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert Settings().models_dir == tmp_path / "cache" / "penny" / "models"
+    monkeypatch.setenv("PENNY_MODELS_DIR", "~/models")
+    assert Settings().models_dir == Path.home() / "models"
 
 
 def test_forced_llm_without_a_model_is_a_clear_error(corpus):
