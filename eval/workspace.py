@@ -72,12 +72,13 @@ class EvalSet:
         """A hash of the corpus content and of the settings that shape the index."""
         digest = hashlib.sha256()
         digest.update(self.name.encode())
+        if self.files_root is not None:  # records are never parsed
+            digest.update(f"parser={PARSER_VERSION}\n".encode())
         for name in _INDEX_SETTINGS:
             digest.update(f"{name}={getattr(settings, name)}\n".encode())
         for record in self.records:
             digest.update(json.dumps([record.id, record.title, record.text]).encode())
         if self.files_root is not None:
-            digest.update(f"parser={PARSER_VERSION}\n".encode())  # records are never parsed
             for path in sorted(p for p in self.files_root.rglob("*") if p.is_file() and not p.name.startswith(".")):
                 digest.update(str(path.relative_to(self.files_root)).encode())
                 digest.update(hashlib.sha256(path.read_bytes()).digest())
