@@ -206,6 +206,9 @@ class Settings(BaseSettings):
     external_usd_per_1m_completion: float = Field(0.60, ge=0)
     external_timeout_seconds: float = Field(60.0, gt=0)
     answer_sentences: int = Field(2, ge=1)  # most sentences a passage answer picks out
+    # "sentences": the answering sentences of the best passage (short facts: a figure, a date, a rule);
+    # "passage": that passage whole (procedures and lists, as in product documentation); see README's Evaluation
+    passage_answer: Literal["sentences", "passage"] = "sentences"
     followup_llm_rewrite: bool = True  # rewrite an unclear follow-up with the LLM when the LLM answers anyway
 
     # prices: what a core-hour of this machine costs, and what hosted-API tokens would have cost

@@ -256,7 +256,10 @@ class Answerer:
         work.cost.embed_calls += calls
         chosen = pick_sentences(scored, self.settings.answer_sentences)
         passage = candidates[chosen[0].passage_index]
-        quote = " ".join(item.text for item in chosen)
+        if self.settings.passage_answer == "passage":
+            quote = passage.chunk.text
+        else:
+            quote = " ".join(item.text for item in chosen)
         return Answer(text=quote, path="passages", confidence=result.confidence,
                       citations=[citation(passage, quote)])  # fmt: skip
 

@@ -37,7 +37,8 @@ BLOCK = 10  # questions answered strategy by strategy before the next block: an 
 RANK_DEPTH = 20  # retrieved deeper than 10 so that several chunks of one document still leave 10 distinct documents
 # settings that change answers: a resumed run must have been made with the same values
 _ANSWER_SETTINGS = ("llm_model", "passage_threshold", "abstain_floor", "llm_passages", "llm_max_tokens",
-                    "answer_sentences", "fusion", "fusion_dense_weight", "candidates", "external_model")  # fmt: skip
+                    "answer_sentences", "passage_answer", "fusion", "fusion_dense_weight", "candidates",
+                    "external_model")  # fmt: skip
 
 
 @dataclass(frozen=True)

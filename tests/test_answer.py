@@ -24,6 +24,7 @@ from answer.grounding import cited_numbers, is_decline, unsupported_numbers
 from answer.llm import SMOLLM2, resolve_model
 from ingest.pipeline import IngestRequest, ingest
 from penny import Answer, BadInput, ModelNotFound, Settings
+from retrieval.catalogue import ChunkRow, open_catalogue
 from retrieval.search import SearchFilter, get_searcher
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,6 +136,20 @@ def test_passage_path_picks_the_answering_sentence_without_an_llm(corpus):
     assert answer.cost.embed_calls == 2  # the query for retrieval, one batch of sentences
     assert answer.cost.retrieval_cpu_ms > 0
     assert_citations_allowed(settings, answer, ["everyone"], LEAVE_QUESTION)
+
+
+def test_passage_answers_can_be_the_whole_passage(corpus):
+    settings = make_settings(corpus, passage_threshold=0.0, abstain_floor=0.0, passage_answer="passage")
+    answer = Answerer(settings).answer(LEAVE_QUESTION, groups=["everyone"], use_cache=False)
+    sentences = Answerer(make_settings(corpus, passage_threshold=0.0, abstain_floor=0.0)).answer(
+        LEAVE_QUESTION, groups=["everyone"], use_cache=False
+    )
+    with open_catalogue(settings)() as session:  # the cited chunk's whole text, as indexed
+        whole = session.get(ChunkRow, answer.citations[0].chunk_id).text
+    assert answer.path == "passages" and answer.text == whole == answer.citations[0].quote
+    assert answer.citations[0].chunk_id == sentences.citations[0].chunk_id  # the same passage, in full
+    assert sentences.text in whole and len(whole) > len(sentences.text)
+    assert_no_llm_cost(answer)
 
 
 @pytest.mark.slow
