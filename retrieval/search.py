@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -102,7 +102,7 @@ class Searcher:
             query_started = time.process_time()
             candidates = self.candidates(snapshot, query, vector, k, search_filter)
             cpu_ms = shared_ms + (time.process_time() - query_started) * 1000
-            results.append(replace(self._result(snapshot, query, candidates, k, cpu_ms), query_vector=vector))
+            results.append(self._result(snapshot, query, vector, candidates, k, cpu_ms))
         return results
 
     @staticmethod
@@ -119,7 +119,9 @@ class Searcher:
             raise BadInput(f"give one search filter per query: {len(queries)} queries, {len(filters)} filters")
         return queries, [search_filter or SearchFilter() for search_filter in filters]
 
-    def _result(self, snapshot: Snapshot, query: str, candidates: Candidates, k: int, cpu_ms: float) -> SearchResult:
+    def _result(
+        self, snapshot: Snapshot, query: str, vector: np.ndarray, candidates: Candidates, k: int, cpu_ms: float
+    ) -> SearchResult:
         fused = fuse(candidates, self.settings, query)
         order = fold_duplicates(snapshot, candidates.rows, fused)[:k]
         chunks = self._load_chunks(snapshot, [int(snapshot.chunk_ids[candidates.rows[i]]) for i in order])
@@ -137,9 +139,8 @@ class Searcher:
             f"{passages[0].chunk.section or passages[0].chunk.title}\n{passages[0].chunk.text}" if passages else ""
         )
         confidence = self.confidence_model.predict(features_from_candidates(query, candidates, fused, order, top_text))
-        return SearchResult(
-            passages=passages, confidence=confidence, index_version=snapshot.version, embed_calls=1, cpu_ms=cpu_ms
-        )
+        return SearchResult(passages=passages, confidence=confidence, index_version=snapshot.version, embed_calls=1,
+                            cpu_ms=cpu_ms, query_vector=vector)  # fmt: skip
 
     def candidates(
         self, snapshot: Snapshot, query: str, query_vector: np.ndarray, k: int, search_filter: SearchFilter
