@@ -35,12 +35,16 @@ class Turn:
 
 
 def open_turn(sessions: sessionmaker[Session], caller: Caller, conversation_id: str | None) -> Turn:
-    """Check the caller owns the conversation and read its recent history; writes nothing."""
+    """Check the caller owns the conversation and read its recent history; writes nothing. Answers this key may
+    not read are left out: what reaches the follow-up rewrite, the LLM and the cache key is what the key could
+    read in the conversation itself."""
     if conversation_id is None:
         return Turn(str(uuid.uuid4()), True, [])
     with sessions() as session:
-        recent = _owned(session, conversation_id, caller).messages[-HISTORY_TURNS:]
-        return Turn(conversation_id, False, [(message.role, message.content) for message in recent])
+        conversation = _owned(session, conversation_id, caller)
+        hidden = _hidden_answers(session, conversation.messages, caller)
+        visible = [(m.role, m.content) for m in conversation.messages if m.id not in hidden]
+        return Turn(conversation_id, False, visible[-HISTORY_TURNS:])
 
 
 def record_turn(sessions: sessionmaker[Session], caller: Caller, turn: Turn, question: str, answer: AnswerOut) -> int:
@@ -59,19 +63,17 @@ def record_turn(sessions: sessionmaker[Session], caller: Caller, turn: Turn, que
 
 
 def read_conversation(sessions: sessionmaker[Session], caller: Caller, conversation_id: str) -> ConversationOut:
-    """The conversation for its owner. Answers citing documents the key may no longer read are hidden: keys of
+    """The conversation for its owner. Answers resting on documents the key may no longer read are hidden: keys of
     one user can have different groups, and a document's groups can change after it was cited."""
     with sessions() as session:
         conversation = _owned(session, conversation_id, caller)
-        answers = {m.id: AnswerOut.model_validate_json(m.answer_json) for m in conversation.messages if m.answer_json}
-        cited = {c.document_id for answer in answers.values() for c in answer.citations}
-        readable = _readable_documents(session, cited, caller)
+        hidden = _hidden_answers(session, conversation.messages, caller)
         messages = []
         for message in conversation.messages:
-            answer = answers.get(message.id)
-            content = message.content
-            if answer is not None and any(c.document_id not in readable for c in answer.citations):
+            if message.id in hidden:
                 answer, content = None, HIDDEN
+            else:
+                answer, content = _answer_of(message), message.content
             messages.append(
                 MessageOut(id=message.id, role=message.role, content=content, answer=answer,
                            created_at=message.created_at)
@@ -79,6 +81,18 @@ def read_conversation(sessions: sessionmaker[Session], caller: Caller, conversat
         return ConversationOut(
             id=conversation.id, owner=conversation.owner, created_at=conversation.created_at, messages=messages
         )
+
+
+def _answer_of(message: Message) -> AnswerOut | None:
+    return AnswerOut.model_validate_json(message.answer_json) if message.answer_json else None
+
+
+def _hidden_answers(session: Session, messages: list[Message], caller: Caller) -> set[int]:
+    """Ids of the answers that cite, or name as closest, a document the caller may not read."""
+    answers = {m.id: answer for m in messages if (answer := _answer_of(m)) is not None}
+    resting_on = {m_id: {c.document_id for c in [*a.citations, *a.related]} for m_id, a in answers.items()}
+    readable = _readable_documents(session, set().union(*resting_on.values()), caller)
+    return {m_id for m_id, documents in resting_on.items() if not documents <= readable}
 
 
 def _readable_documents(session: Session, document_ids: set[int], caller: Caller) -> set[int]:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from penny import Answer, AnswerPath
+from penny import Answer, AnswerPath, Citation
 
 # ---------------------------------------------------------------- answers
 
@@ -20,6 +20,11 @@ class CitationOut(BaseModel):
     section: str
     page: int | None
     url: str = Field(description="Where the web page links the citation: the document in the API")
+
+    @classmethod
+    def of(cls, c: Citation) -> CitationOut:
+        return cls(document_id=c.document_id, chunk_id=c.chunk_id, title=c.title, source_path=c.source_path,
+                   section=c.section, page=c.page, url=f"/v1/documents/{c.document_id}#chunk-{c.chunk_id}")  # fmt: skip
 
 
 class CostOut(BaseModel):
@@ -42,6 +47,7 @@ class AnswerOut(BaseModel):
     cost: CostOut
     standalone_question: str = ""
     flags: list[str] = []
+    related: list[CitationOut] = Field(default=[], description="Closest documents when the path is abstain")
 
     @classmethod
     def of(cls, answer: Answer) -> AnswerOut:
@@ -49,21 +55,11 @@ class AnswerOut(BaseModel):
             text=answer.text,
             path=answer.path,
             confidence=answer.confidence,
-            citations=[
-                CitationOut(
-                    document_id=c.document_id,
-                    chunk_id=c.chunk_id,
-                    title=c.title,
-                    source_path=c.source_path,
-                    section=c.section,
-                    page=c.page,
-                    url=f"/v1/documents/{c.document_id}#chunk-{c.chunk_id}",
-                )
-                for c in answer.citations
-            ],  # fmt: skip
+            citations=[CitationOut.of(c) for c in answer.citations],
             cost=CostOut(**{name: getattr(answer.cost, name) for name in CostOut.model_fields}),
             standalone_question=answer.standalone_question,
             flags=list(answer.flags),
+            related=[CitationOut.of(c) for c in answer.related],
         )
 
 
