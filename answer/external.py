@@ -4,6 +4,7 @@ not enough. Streams with server-sent events and asks the server to report token 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 
@@ -11,6 +12,10 @@ import httpx
 
 from answer.llm import Generation
 from penny import PennyError, Settings
+
+log = logging.getLogger("penny.answer.external")
+# What callers are told: the endpoint's URL and its reply (which can name accounts or echo keys) stay out of it.
+FAILED = "the external model failed to answer; try again later"
 
 
 class ExternalUnavailable(PennyError):
@@ -39,30 +44,41 @@ def stream_external(
     try:
         with httpx.stream("POST", url, json=body, headers=headers, timeout=settings.external_timeout_seconds) as reply:
             if reply.status_code != 200:
-                reply.read()
-                raise ExternalUnavailable(
-                    f"external model endpoint {url} answered {reply.status_code}: {reply.text[:200]}"
-                )
-            for line in reply.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[len("data:") :].strip()
-                if payload == "[DONE]":
-                    break
-                event = json.loads(payload)
-                if event.get("usage"):
-                    generation.prompt_tokens = int(event["usage"].get("prompt_tokens", 0))
-                    generation.completion_tokens = int(event["usage"].get("completion_tokens", 0))
-                for choice in event.get("choices") or []:
-                    delta = (choice.get("delta") or {}).get("content") or ""
-                    generation.finish_reason = choice.get("finish_reason") or generation.finish_reason
-                    if delta:
-                        generation.text += delta
-                        yield delta
+                log.warning("the external model endpoint answered HTTP %d", reply.status_code)
+                raise ExternalUnavailable(f"{FAILED} (its endpoint answered HTTP {reply.status_code})")
+            yield from _deltas(reply, generation)
     except httpx.TimeoutException as exc:
         generation.timed_out = True
-        raise ExternalUnavailable(f"external model endpoint {url} timed out") from exc
-    except httpx.HTTPError as exc:
-        raise ExternalUnavailable(f"external model endpoint {url} failed: {exc}") from exc
+        log.warning("the external model endpoint timed out after %s s", settings.external_timeout_seconds)
+        raise ExternalUnavailable(f"{FAILED} (its endpoint timed out)") from exc
+    except httpx.HTTPError as exc:  # its text names the URL
+        log.warning("the external model endpoint could not be reached: %s", type(exc).__name__)
+        raise ExternalUnavailable(f"{FAILED} (its endpoint could not be reached)") from exc
     finally:
         generation.wall_seconds = time.perf_counter() - started
+
+
+def _deltas(reply: httpx.Response, generation: Generation) -> Iterator[str]:
+    for line in reply.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[len("data:") :].strip()
+        if payload == "[DONE]":
+            break
+        try:
+            event = json.loads(payload)
+            if event.get("usage"):
+                generation.prompt_tokens = int(event["usage"].get("prompt_tokens", 0))
+                generation.completion_tokens = int(event["usage"].get("completion_tokens", 0))
+            choices = [
+                (choice.get("delta") or {}, choice.get("finish_reason")) for choice in event.get("choices") or []
+            ]
+        except (ValueError, TypeError, AttributeError) as exc:  # not an OpenAI-shaped event
+            log.warning("the external model endpoint sent an event that is not a chat completion chunk")
+            raise ExternalUnavailable(f"{FAILED} (its endpoint sent a malformed reply)") from exc
+        for delta, finish_reason in choices:
+            text = delta.get("content") or ""
+            generation.finish_reason = finish_reason or generation.finish_reason
+            if text:
+                generation.text += text
+                yield text

@@ -45,6 +45,7 @@ _PENNY_STATUS: dict[str, int] = {
     "job_running": 409,
     IndexUnavailable.code: 503,
     ModelNotFound.code: 503,
+    "external_unavailable": 502,  # answer.external's: its message names neither the endpoint nor its reply
 }
 
 _HTTP_CODES = {

@@ -11,6 +11,9 @@ from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access = logging.getLogger("penny.api.access")
+# Library loggers held above INFO: sentence-transformers draws progress bars there, and httpx names every URL it
+# calls (the external tier's among them).
+QUIETED = {"sentence_transformers": logging.WARNING, "httpx": logging.WARNING, "httpcore": logging.WARNING}
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -30,7 +33,8 @@ def configure_logging(level: int = logging.INFO) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # AccessLog below replaces it, with the request id
-    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # at INFO it draws progress bars
+    for name, quiet_level in QUIETED.items():
+        logging.getLogger(name).setLevel(quiet_level)
 
 
 class AccessLog:
