@@ -41,6 +41,8 @@ class Base(DeclarativeBase):
 
 class Document(Base):
     __tablename__ = "documents"
+    # ids are never reused (migration 0003): stored answers decide who may read them by the ids they cite
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(String(2048), unique=True)
     source: Mapped[str] = mapped_column(String(200), default="default")
@@ -67,6 +69,7 @@ class Document(Base):
 
 class ChunkRow(Base):
     __tablename__ = "chunks"
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
     ordinal: Mapped[int] = mapped_column(Integer)
@@ -219,9 +222,23 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def migrate(engine: Engine) -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # a migration that rebuilds a table (Alembic's batch mode) drops the old one, and with foreign keys
+            # on, dropping documents would delete every chunk; the switch only works outside a transaction
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise RuntimeError("a migration left rows that refer to missing rows; nothing was changed")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 _engines: dict[str, Engine] = {}

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ingest.pipeline import IngestRequest, ingest, remove_documents
 from penny import Settings
@@ -88,3 +88,18 @@ def test_ingest_search_rerun_and_delete_on_postgres(postgres_url, tmp_path):
     assert removed.index_version == 2
     passages = Searcher(settings).search("annual leave days", k=5).passages
     assert all(not p.chunk.source_path.endswith("annual-leave.md") for p in passages)
+
+
+def test_ids_are_never_reused_on_postgres(postgres_url, tmp_path):
+    settings = Settings(data_dir=tmp_path / "penny", database_url=postgres_url)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "first.md").write_text("# First\n\nThe first note says the office opens at eight.\n")
+    ingest(settings, IngestRequest(paths=[docs / "first.md"], groups=["finance"]))
+    with open_catalogue(settings)() as session:
+        highest = session.scalar(select(func.max(Document.id)))
+    remove_documents(settings, [highest])
+    (docs / "second.md").write_text("# Second\n\nThe second note says the office closes at six.\n")
+    ingest(settings, IngestRequest(paths=[docs / "second.md"]))
+    with open_catalogue(settings)() as session:
+        assert session.scalar(select(Document.id).where(Document.path.like("%second.md"))) > highest
