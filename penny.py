@@ -21,6 +21,11 @@ for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DO_NOT_TRACK", "UNSTRUC
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 AnswerPath = Literal["cache", "passages", "llm", "external", "abstain"]
+# The shape of a passage answer, from shortest to longest: a figure (an amount, a count, a table cell with its row
+# and column labels), a short span (a date, a name), a sentence or two, a contiguous block (a list, a procedure's
+# steps, table rows under one heading), or the whole passage.
+AnswerForm = Literal["figure", "span", "sentence", "block", "passage"]
+ANSWER_FORMS: tuple[AnswerForm, ...] = ("figure", "span", "sentence", "block", "passage")
 
 
 class PennyError(Exception):
@@ -95,6 +100,10 @@ class Citation:
     section: str
     page: int | None
     quote: str = ""  # the sentences of this chunk the answer rests on (passage path), else empty
+    # Passage answers only: the chunk's text, and the characters [span_start, span_end) of it that answer.
+    passage: str = ""
+    span_start: int | None = None
+    span_end: int | None = None
 
 
 @dataclass(slots=True)
@@ -124,6 +133,7 @@ class Answer:
     standalone_question: str = ""
     flags: list[str] = field(default_factory=list)
     related: list[Citation] = field(default_factory=list)  # closest documents when the path is abstain
+    form: AnswerForm | None = None  # the passage answer's shape (passage path, and cache hits of one), else None
 
 
 # ---------------------------------------------------------------- configuration
@@ -206,9 +216,9 @@ class Settings(BaseSettings):
     external_usd_per_1m_completion: float = Field(0.60, ge=0)
     external_timeout_seconds: float = Field(60.0, gt=0)
     answer_sentences: int = Field(2, ge=1)  # most sentences a passage answer picks out
-    # "sentences": the answering sentences of the best passage (short facts: a figure, a date, a rule);
-    # "passage": that passage whole (procedures and lists, as in product documentation); see README's Evaluation
-    passage_answer: Literal["sentences", "passage"] = "sentences"
+    # "forms": the form that answers, chosen per question and passage (answer/forms.py); "sentences": always the
+    # answering sentences of the best passage; "passage": always that passage whole; see README's Evaluation
+    passage_answer: Literal["forms", "sentences", "passage"] = "forms"
     followup_llm_rewrite: bool = True  # rewrite an unclear follow-up with the LLM when the LLM answers anyway
 
     # prices: what a core-hour of this machine costs, and what hosted-API tokens would have cost

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from answer.layout import find_tables, labelled_row, split_lines
 from penny import Passage
 from retrieval.analysis import analyze
 from retrieval.embedder import Embedder
@@ -21,7 +22,6 @@ from retrieval.embedder import Embedder
 # A sentence ends at . ! or ? followed by space and an upper-case letter, digit or quote; lines and list items
 # are sentences of their own (handbooks are full of bullet points and table rows).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])")
-_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _MIN_CHARS = 12
 TERM_WEIGHT = 0.5  # term overlap counts half as much as cosine similarity
 SHORTLIST = 8  # sentences embedded per answer
@@ -31,42 +31,56 @@ _cache_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
+class Sentence:
+    """A scoring unit of a passage: a sentence of a line, a list item, or a table row labelled by its header."""
+
+    text: str  # as scored and shown
+    start: int  # [start, end) in the passage text
+    end: int
+    line: int  # index of its line in layout.split_lines(passage text)
+
+
+@dataclass(frozen=True)
 class ScoredSentence:
     passage_index: int
     position: int
     text: str
     score: float
+    start: int = 0
+    end: int = 0
+    line: int = 0
+
+
+def sentences(text: str) -> list[Sentence]:
+    """The passage's sentences with their offsets. A table's header row is no sentence (a bare header answers
+    nothing); its data rows are, labelled with the header's cells, since a bare row ("3-5 | 26") means nothing."""
+    lines = split_lines(text)
+    row_of = {row: table for table in find_tables(lines) for row in (*table.header, *table.rows)}
+    found: list[Sentence] = []
+    for index, line in enumerate(lines):
+        table = row_of.get(index)
+        if table is not None:
+            if index in table.rows:
+                found.append(Sentence(labelled_row(lines, table, index), line.start, line.end, index))
+            continue
+        body = text[line.body_start : line.end].strip(" |\t")
+        offset = line.body_start + text[line.body_start : line.end].index(body) if body else line.body_start
+        cursor = 0
+        for part in _SENTENCE_END.split(body):
+            at = body.index(part, cursor)
+            cursor = at + len(part)
+            if part.strip():
+                found.append(Sentence(part.strip(), offset + at, offset + at + len(part.rstrip()), index))
+    kept = [sentence for sentence in found if len(sentence.text) >= _MIN_CHARS]
+    if kept:
+        return kept
+    stripped = text.strip()
+    start = text.index(stripped) if stripped else 0
+    return [Sentence(stripped, start, start + len(stripped), 0)]
 
 
 def split_sentences(text: str) -> list[str]:
-    sentences = []
-    for line in _label_table_rows(text.splitlines()):
-        line = _BULLET.sub("", line).strip(" |\t")
-        if not line:
-            continue
-        sentences.extend(part.strip() for part in _SENTENCE_END.split(line) if part.strip())
-    return [sentence for sentence in sentences if len(sentence) >= _MIN_CHARS] or [text.strip()]
-
-
-def _label_table_rows(lines: list[str]) -> list[str]:
-    """Table rows (`a | b` lines, as ingestion renders tables) labelled with their header's cells, and the header
-    dropped: a bare header row is no answer, and a bare data row ("3-5 | 26") means nothing without it."""
-    out: list[str] = []
-    header: list[str] | None = None
-    header_used = False
-    for line in [*lines, ""]:
-        cells = [cell.strip() for cell in line.split(" | ")] if " | " in line else None
-        if header is not None and not header_used and (cells is None or len(cells) != len(header)):
-            out.append(" | ".join(header))  # a lone row with no rows under it is ordinary text
-        if cells is None:
-            header = None
-            out.append(line)
-        elif header is None or len(cells) != len(header):
-            header, header_used = cells, False
-        else:
-            out.append("; ".join(f"{name}: {value}" for name, value in zip(header, cells, strict=True)))
-            header_used = True
-    return out[:-1]
+    return [sentence.text for sentence in sentences(text)]
 
 
 def score_sentences(
@@ -79,21 +93,23 @@ def score_sentences(
     located = [
         (index, position, sentence)
         for index, passage in enumerate(passages)
-        for position, sentence in enumerate(split_sentences(passage.chunk.text))
+        for position, sentence in enumerate(sentences(passage.chunk.text))
     ]
     terms = set(analyze(question))
-    sentence_terms = [set(analyze(sentence)) for _, _, sentence in located]
+    sentence_terms = [set(analyze(sentence.text)) for _, _, sentence in located]
     weight = _term_weights(terms, sentence_terms)
     total = sum(weight.values())
     overlap = [sum(weight[term] for term in terms & found) / total if total else 0.0 for found in sentence_terms]
     shortlist = sorted(range(len(located)), key=lambda i: -overlap[i])[:SHORTLIST]  # stable: earlier passages win ties
-    texts = [located[i][2] for i in shortlist]
+    texts = [located[i][2].text for i in shortlist]
     vectors, question_vector, embed_calls = _embed_cached(embedder, texts, question, question_vector)
     similarity = vectors @ question_vector if texts else np.zeros(0, dtype=np.float32)
     scored = []
     for i, cosine in zip(shortlist, similarity, strict=True):
         index, position, sentence = located[i]
-        scored.append(ScoredSentence(index, position, sentence, float(cosine) + TERM_WEIGHT * overlap[i]))
+        score = float(cosine) + TERM_WEIGHT * overlap[i]
+        scored.append(ScoredSentence(index, position, sentence.text, score, sentence.start, sentence.end,
+                                     sentence.line))  # fmt: skip
     return scored, question_vector, embed_calls
 
 

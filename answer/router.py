@@ -23,6 +23,7 @@ from answer import external, followup, grounding
 from answer.cache import AnswerCache, scope_key
 from answer.cost import price
 from answer.extract import pick_sentences, score_sentences
+from answer.forms import shape
 from answer.llm import Generation, get_llm
 from penny import Answer, BadInput, Citation, Cost, ModelNotFound, Passage, PennyError, SearchResult, Settings
 from retrieval.catalogue import open_catalogue
@@ -196,7 +197,7 @@ class Answerer:
         if hit is None:
             return None
         answer = Answer(text=hit.text, path="cache", confidence=hit.confidence, citations=hit.citations,
-                        flags=[*work.flags, *hit.flags])  # fmt: skip
+                        flags=[*work.flags, *hit.flags], form=hit.form)  # fmt: skip
         return self._finish(work, answer)
 
     def _search(self, work: _Work, search_filter: SearchFilter) -> SearchResult:
@@ -256,12 +257,11 @@ class Answerer:
         work.cost.embed_calls += calls
         chosen = pick_sentences(scored, self.settings.answer_sentences)
         passage = candidates[chosen[0].passage_index]
-        if self.settings.passage_answer == "passage":
-            quote = passage.chunk.text
-        else:
-            quote = " ".join(item.text for item in chosen)
-        return Answer(text=quote, path="passages", confidence=result.confidence,
-                      citations=[citation(passage, quote)])  # fmt: skip
+        shaped = shape(work.focus, passage.chunk.text, chosen, self.settings.passage_answer)
+        cited = replace(citation(passage, passage.chunk.text[shaped.start : shaped.end]), passage=passage.chunk.text,
+                        span_start=shaped.start, span_end=shaped.end)  # fmt: skip
+        return Answer(text=shaped.text, path="passages", confidence=result.confidence, citations=[cited],
+                      form=shaped.form)  # fmt: skip
 
     def _abstain(self, work: _Work, result: SearchResult) -> Answer:
         closest: list[Citation] = []

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from penny import Answer, AnswerPath, Citation
+from penny import Answer, AnswerForm, AnswerPath, Citation
 
 # ---------------------------------------------------------------- answers
 
@@ -20,11 +20,15 @@ class CitationOut(BaseModel):
     section: str
     page: int | None
     url: str = Field(description="Where the web page links the citation: the document in the API")
+    passage: str = Field("", description="Passage answers: the cited passage's text (else empty)")
+    span_start: int | None = Field(None, description="Passage answers: where the answering span starts in `passage`")
+    span_end: int | None = Field(None, description="Passage answers: where it ends (exclusive)")
 
     @classmethod
     def of(cls, c: Citation) -> CitationOut:
         return cls(document_id=c.document_id, chunk_id=c.chunk_id, title=c.title, source_path=c.source_path,
-                   section=c.section, page=c.page, url=f"/v1/documents/{c.document_id}#chunk-{c.chunk_id}")  # fmt: skip
+                   section=c.section, page=c.page, url=f"/v1/documents/{c.document_id}#chunk-{c.chunk_id}",
+                   passage=c.passage, span_start=c.span_start, span_end=c.span_end)  # fmt: skip
 
 
 class CostOut(BaseModel):
@@ -48,6 +52,7 @@ class AnswerOut(BaseModel):
     standalone_question: str = ""
     flags: list[str] = []
     related: list[CitationOut] = Field(default=[], description="Closest documents when the path is abstain")
+    form: AnswerForm | None = Field(None, description="A passage answer's shape: figure|span|sentence|block|passage")
 
     @classmethod
     def of(cls, answer: Answer) -> AnswerOut:
@@ -60,6 +65,7 @@ class AnswerOut(BaseModel):
             standalone_question=answer.standalone_question,
             flags=list(answer.flags),
             related=[CitationOut.of(c) for c in answer.related],
+            form=answer.form,
         )
 
 

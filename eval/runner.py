@@ -267,6 +267,7 @@ def answer_record(
         "path": answer.path,
         "confidence": answer.confidence,
         "text": answer.text,
+        "form": answer.form,
         "flags": answer.flags,
         "citations": [run.eval_set.document_key(c.source_path) for c in answer.citations],
         "abstained": abstained,

@@ -555,6 +555,8 @@ def test_penny_ask_json_reports_answer_path_citations_and_cost(corpus):
     assert record["path"] == "passages" and "14 characters" in record["answer"]
     assert 0 <= record["confidence"] <= 1
     assert record["citations"][0]["source_path"].endswith("passwords.md")
+    cited = record["citations"][0]
+    assert record["form"] and "14 characters" in cited["passage"][cited["span_start"] : cited["span_end"]]
     assert record["cost"]["llm_prompt_tokens"] == record["cost"]["llm_completion_tokens"] == 0
     assert record["cost"]["cpu_seconds"] > 0 and record["cost"]["usd_local"] > 0
     assert record["cost"]["usd_api_equivalent"] == 0

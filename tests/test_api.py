@@ -95,6 +95,8 @@ def test_chat_answers_from_passages_and_keeps_the_conversation(client, alice, bo
     assert [c["title"] for c in answer["citations"]] == ["Annual Leave Policy"]
     assert answer["citations"][0]["url"].startswith(f"/v1/documents/{answer['citations'][0]['document_id']}")
     assert answer["cost"]["llm_prompt_tokens"] == 0 and answer["cost"]["embed_calls"] > 0
+    cited = answer["citations"][0]  # the passage, and the span of it that answers
+    assert answer["form"] == "sentence" and "25 days" in cited["passage"][cited["span_start"] : cited["span_end"]]
 
     again = {"message": "And how many days can be carried over?", "conversation_id": body["conversation_id"]}
     follow_up = client.post("/v1/chat", json=again, headers=alice)

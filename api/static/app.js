@@ -53,6 +53,8 @@ function showAnswer(turn, chat) {
   const path = turn.querySelector(".path");
   path.textContent = "path: " + answer.path;
   path.classList.add(answer.path);
+  if (answer.form) turn.querySelector(".form").textContent = "form: " + answer.form;
+  showPassage(turn.querySelector(".passage"), answer.citations[0]);
   turn.querySelector(".confidence").textContent = "confidence: " + answer.confidence.toFixed(2);
   const cost = answer.cost;
   turn.querySelector(".cost").textContent =
@@ -82,6 +84,16 @@ function showAnswer(turn, chat) {
       if (response.ok) feedback.textContent = "Thanks for the feedback.";
     });
   }
+}
+
+// A passage answer's passage, its answering span marked: the reader sees the answer in its context.
+function showPassage(element, citation) {
+  if (!citation || !citation.passage || citation.span_start === null || citation.span_end === null) return;
+  const text = citation.passage;
+  const mark = document.createElement("mark");
+  mark.textContent = text.slice(citation.span_start, citation.span_end);
+  element.replaceChildren(text.slice(0, citation.span_start), mark, text.slice(citation.span_end));
+  element.hidden = false;
 }
 
 // Citations need the key to be read, so the page fetches them rather than navigating.

@@ -1,0 +1,206 @@
+"""Answer forms: the shape a passage answer takes, chosen per question and passage, and the span of the passage it
+rests on.
+
+    figure    a table cell, named by its row and column labels ("Total sales, 2019: $1,496.5")
+    span      a short span of a sentence: a date or a name asked for by "when" / "who"
+    sentence  the answering sentence (and its neighbour when that scores as well)
+    block     a contiguous block: a list with its lead-in, a procedure's steps, a table's rows
+    passage   the whole passage
+
+The choice uses features that hold in any domain: what the question asks for (an amount, a date, a name, steps or a
+list, an explanation), the passage's layout (tables, lists) and how the answering sentence scored against the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from answer.extract import ScoredSentence
+from answer.layout import Line, Table, find_tables, split_lines
+from penny import AnswerForm
+from retrieval.analysis import analyze
+
+QuestionType = Literal["figure", "date", "name", "block", "explain", "other"]
+
+_ASKS = (
+    (
+        "figure",
+        r"how (?:many|much|long|often|old|far|big|large|high|low)|what (?:percentage|proportion|share|number|"
+        r"amount|total|value|rate|ratio|price|cost|size|level)\b|\b(?:amount|number|total|percentage|value) of\b",
+    ),
+    ("date", r"^\s*when\b|\bwhat (?:year|date|day|month|time)\b|\bwhich (?:year|date|day|month)\b|\bby when\b"),
+    ("name", r"^\s*who\b|\bwhose\b|\bwhom\b|\bwhich (?:company|person|team|department|organi[sz]ation)\b"),
+    (
+        "block",
+        r"\bhow (?:do|can|should|would|could|does|to)\b|\bsteps?\b|\bprocedure\b|\bprocess\b|\blist\b|"
+        r"\bwhat are some\b|\bwhich \w+(?: \w+)? (?:are|support|can)\b|\b(?:options|ways|types|kinds|"
+        r"requirements|prerequisites|features|components|methods|commands|benefits)\b",
+    ),
+    (
+        "explain",
+        r"^\s*(?:why|explain|describe)\b|\bwhat (?:is|are|does) (?:the )?(?:purpose|role|function|meaning|"
+        r"difference|relationship|significance)\b",
+    ),
+)
+_ASKS_RE = [(kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _ASKS]
+_NUMBER = re.compile(r"\d")
+_DATE = re.compile(
+    r"\b(?:\d{1,2}(?:st|nd|rd|th)? (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?(?: \d{4})?|"
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?(?:, \d{4})?|"
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]* \d{4}|"
+    r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|(?:19|20)\d{2})\b"
+)
+# a run of capitalised words (allowing "of", "and", "&" inside): a person, company or product name
+_NAME = re.compile(r"\b[A-Z][\w.&'-]*(?: (?:of|and|&|de|van|von) [A-Z][\w.&'-]*| [A-Z][\w.&'-]*)+")
+
+
+@dataclass(frozen=True)
+class Shaped:
+    form: AnswerForm
+    text: str  # what the answer says
+    start: int  # [start, end) of the passage text it rests on
+    end: int
+
+
+def question_type(question: str) -> QuestionType:
+    """What the question asks for, by its wording; the first matching kind in _ASKS wins."""
+    for kind, pattern in _ASKS_RE:
+        if pattern.search(question):
+            return kind  # type: ignore[return-value]
+    return "other"
+
+
+def shape(question: str, text: str, chosen: list[ScoredSentence], mode: str = "forms") -> Shaped:
+    """The answer to `question` from one passage's `text`, whose picked sentences are `chosen` (any order).
+    `mode` is Settings.passage_answer: "forms" chooses, "sentences" and "passage" force that form."""
+    if mode == "passage":
+        return Shaped("passage", text, 0, len(text))
+    if mode == "sentences":
+        return _sentences(text, chosen)
+    asks = question_type(question)
+    lines = split_lines(text)
+    tables = find_tables(lines)
+    best = max(chosen, key=lambda item: item.score)
+    if asks in ("figure", "date", "other"):
+        cell = _table_cell(question, lines, tables)
+        if cell is not None:
+            return cell
+    if asks == "block":
+        block = _block(lines, tables, best.line)
+        if block is not None:
+            start, end = block
+            return Shaped("block", text[start:end], start, end)
+    if asks in ("date", "name"):
+        found = _short_span(question, text, best, asks)
+        if found is not None:
+            return found
+    return _sentences(text, chosen)
+
+
+# ---------------------------------------------------------------- figure: a table cell
+
+
+def _table_cell(question: str, lines: list[Line], tables: list[Table]) -> Shaped | None:
+    """The cell whose row label and column label both name what the question names; None unless one cell is the
+    clear best (a question that names the row but not the column is answered by the row, as a sentence)."""
+    terms = set(analyze(question)) | set(re.findall(r"\b\d{4}\b", question))
+    best: tuple[float, Shaped] | None = None
+    tie = False
+    for table in tables:
+        value_columns = [c for c in range(1, len(table.columns))]
+        column_match = {c: _match(terms, table.columns[c]) for c in value_columns}
+        for row in table.rows:
+            row_match = _match(terms, table.row_label(lines, row))
+            if not row_match:
+                continue
+            for c in value_columns:
+                cell = lines[row].cells[c]
+                if not cell.text or (len(value_columns) > 1 and not column_match[c]):
+                    continue
+                score = row_match + column_match[c]
+                label = ", ".join(part for part in (table.row_label(lines, row), table.columns[c]) if part)
+                shaped = Shaped("figure", f"{label}: {' '.join(cell.text.split())}", cell.start, cell.end)
+                if best is None or score > best[0]:
+                    best, tie = (score, shaped), False
+                elif score == best[0]:
+                    tie = True
+    return None if best is None or tie else best[1]
+
+
+def _match(terms: set[str], label: str) -> float:
+    """How well a label is named by the question: the share of its terms the question holds, plus a little for
+    each (so "total sales" beats "sales" when the question says "total sales")."""
+    label_terms = set(analyze(label)) | set(re.findall(r"\b\d{4}\b", label))
+    shared = terms & label_terms
+    return len(shared) / len(label_terms) + 0.1 * len(shared) if shared else 0.0
+
+
+# ---------------------------------------------------------------- block: a list, steps, table rows
+
+
+def _block(lines: list[Line], tables: list[Table], best_line: int) -> tuple[int, int] | None:
+    """The list or table holding the best sentence (or introduced by it: a line ending with a colon), with its
+    lead-in line; None when the best sentence is in running text."""
+    for table in tables:
+        members = (*table.header, *table.rows)
+        if best_line in members or best_line == members[0] - 1:
+            first = members[0] - 1 if _leads_in(lines, members[0] - 1) else members[0]
+            return lines[first].start, lines[members[-1]].end
+    line = lines[best_line] if best_line < len(lines) else None
+    if line is None:
+        return None
+    if line.kind != "item" and not (_leads_in(lines, best_line) and _is_item(lines, best_line + 1)):
+        return None
+    first = best_line
+    while first > 0 and lines[first].kind == "item" and _is_item(lines, first - 1):
+        first -= 1
+    if lines[first].kind == "item" and _leads_in(lines, first - 1):
+        first -= 1
+    last = best_line
+    while _is_item(lines, last + 1):
+        last += 1
+    if last == first:
+        return None
+    return lines[first].start, lines[last].end
+
+
+def _is_item(lines: list[Line], index: int) -> bool:
+    return 0 <= index < len(lines) and lines[index].kind == "item"
+
+
+def _leads_in(lines: list[Line], index: int) -> bool:
+    return 0 <= index < len(lines) and lines[index].kind == "text" and lines[index].text.rstrip().endswith(":")
+
+
+# ---------------------------------------------------------------- span: a date or a name
+
+
+def _short_span(question: str, text: str, best: ScoredSentence, asks: QuestionType) -> Shaped | None:
+    """The one date (for "when") or the one name the question does not already hold (for "who") in the best
+    sentence; None when there is none or more than one to choose from."""
+    pattern = _DATE if asks == "date" else _NAME
+    asked = question.lower()
+    found = [m for m in pattern.finditer(best.text) if m.group().lower() not in asked]
+    if len(found) != 1 or text[best.start : best.end] != best.text:  # a labelled table row is no prose
+        return None
+    match = found[0]
+    return Shaped("span", match.group(), best.start + match.start(), best.start + match.end())
+
+
+# ---------------------------------------------------------------- sentence
+
+
+def _sentences(text: str, chosen: list[ScoredSentence]) -> Shaped:
+    """The best sentence, with the picked sentences next to it (a span is contiguous)."""
+    ordered = sorted(chosen, key=lambda item: item.position)
+    best = max(chosen, key=lambda item: item.score)
+    at = ordered.index(best)
+    first = last = at
+    while first > 0 and ordered[first - 1].position == ordered[first].position - 1:
+        first -= 1
+    while last + 1 < len(ordered) and ordered[last + 1].position == ordered[last].position + 1:
+        last += 1
+    run = ordered[first : last + 1]
+    return Shaped("sentence", " ".join(item.text for item in run), run[0].start, run[-1].end)

@@ -1,0 +1,107 @@
+"""Answer forms on hand-written passages: each form's exact span, chosen by the real sentence scorer (the real
+embedding model) and answer/forms.py, with offsets that point at the span in the passage."""
+
+from __future__ import annotations
+
+import pytest
+
+from answer.extract import pick_sentences, score_sentences, sentences
+from answer.forms import question_type, shape
+from answer.layout import find_tables, split_lines
+from penny import Chunk, Passage, Settings
+from retrieval.embedder import get_embedder
+
+TABLE = """Sales by contract type (in millions):
+|  | Years Ended September 30, |
+ | 2019 | 2018 | 2017
+Fixed Price | $  1,452.4 | $  1,146.2 | $  1,036.9
+Other | 44.1 | 56.7 | 70.8
+Total sales | $1,496.5 | $1,202.9 | $1,107.7"""
+
+PROCEDURE = """After you install a cluster, you can use a Cinder volume for registry storage.
+To configure the registry storage, follow these steps:
+1. Create a YAML file that specifies the storage class.
+2. Apply the configuration with oc apply.
+3. Create a persistent volume claim that uses your storage class.
+Verify the name of the availability zone before you apply the configuration."""
+
+LEAVE = """Full-time employees receive 25 days of paid annual leave per leave year.
+Part-time employees receive annual leave pro rata to their contracted hours. Carried-over days expire on 31 March.
+Requests are approved by Dana Whitfield in the People team."""
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    return get_embedder(Settings(data_dir=tmp_path_factory.mktemp("forms"), embed_threads=1))
+
+
+def answer(embedder, question: str, text: str, mode: str = "forms"):
+    passage = Passage(Chunk(id=1, document_id=1, text=text, title="t", section="", source_path="t.md"), score=1.0)
+    scored, _, _ = score_sentences(question, None, [passage], embedder)
+    return shape(question, text, pick_sentences(scored, 2), mode)
+
+
+def spans_point_at_the_passage(text, shaped):
+    assert 0 <= shaped.start < shaped.end <= len(text)
+    return text[shaped.start : shaped.end]
+
+
+def test_a_table_cell_with_its_row_and_column_labels(embedder):
+    shaped = answer(embedder, "What is the amount of total sales in 2019?", TABLE)
+    assert shaped.form == "figure"
+    assert spans_point_at_the_passage(TABLE, shaped) == "$1,496.5"
+    assert shaped.text == "Total sales, 2019: $1,496.5"
+    shaped = answer(embedder, "How much did Other contracts bring in 2017?", TABLE)
+    assert (shaped.form, spans_point_at_the_passage(TABLE, shaped)) == ("figure", "70.8")
+
+
+def test_a_row_named_without_its_column_is_the_labelled_row(embedder):
+    shaped = answer(embedder, "What were the total sales?", TABLE)
+    assert shaped.form == "sentence"
+    assert spans_point_at_the_passage(TABLE, shaped) == "Total sales | $1,496.5 | $1,202.9 | $1,107.7"
+    assert shaped.text == "Total sales; 2019: $1,496.5; 2018: $1,202.9; 2017: $1,107.7"
+
+
+def test_steps_are_answered_by_the_whole_list_with_its_lead_in(embedder):
+    shaped = answer(embedder, "How do I configure the registry storage?", PROCEDURE)
+    assert shaped.form == "block"
+    block = spans_point_at_the_passage(PROCEDURE, shaped)
+    assert block.startswith("To configure the registry storage, follow these steps:\n1. Create")
+    assert block.endswith("3. Create a persistent volume claim that uses your storage class.")
+    assert shaped.text == block
+
+
+def test_a_date_and_a_name_are_short_spans(embedder):
+    shaped = answer(embedder, "When do carried-over days expire?", LEAVE)
+    assert (shaped.form, shaped.text, spans_point_at_the_passage(LEAVE, shaped)) == ("span", "31 March", "31 March")
+    shaped = answer(embedder, "Who approves leave requests?", LEAVE)
+    assert (shaped.form, spans_point_at_the_passage(LEAVE, shaped)) == ("span", "Dana Whitfield")
+
+
+def test_a_rule_is_answered_by_its_sentence(embedder):
+    shaped = answer(embedder, "How many days of annual leave do full-time employees get?", LEAVE)
+    assert shaped.form == "sentence"
+    assert spans_point_at_the_passage(LEAVE, shaped) == shaped.text
+    assert shaped.text == "Full-time employees receive 25 days of paid annual leave per leave year."
+
+
+def test_the_whole_passage_when_asked_for(embedder):
+    shaped = answer(embedder, "How many days of annual leave do full-time employees get?", LEAVE, mode="passage")
+    assert (shaped.form, shaped.start, shaped.end, shaped.text) == ("passage", 0, len(LEAVE), LEAVE)
+
+
+def test_question_types():
+    assert question_type("How many keeping-in-touch days can I work?") == "figure"
+    assert question_type("When does the statement close?") == "date"
+    assert question_type("Who has to sign off an expense claim?") == "name"
+    assert question_type("How do I install the CLI on Linux?") == "block"
+    assert question_type("Why is the registry read-only?") == "explain"
+
+
+def test_layout_keeps_offsets_of_cells_rows_and_sentences():
+    lines = split_lines(TABLE)
+    (table,) = find_tables(lines)
+    assert table.columns == ("", "2019", "2018", "2017")
+    assert [lines[row].cells[0].text for row in table.rows] == ["Fixed Price", "Other", "Total sales"]
+    for sentence in sentences(LEAVE + "\n" + PROCEDURE):
+        assert (LEAVE + "\n" + PROCEDURE)[sentence.start : sentence.end] == sentence.text
