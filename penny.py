@@ -231,6 +231,9 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(2000, ge=1)
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
     rate_limit_per_minute: int = Field(120, ge=1)
+    # failed authentications one client address may make in a minute before all its requests get 429
+    auth_failures_per_minute: int = Field(20, ge=1)
+    request_read_timeout_seconds: float = Field(15.0, gt=0)  # the longest wait for the next part of a request body
     llm_queue_depth: int = Field(4, ge=0)
     llm_nice: int = Field(10, ge=0, le=19)  # the API's LLM worker runs niced so passage answers never wait on it
 

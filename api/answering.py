@@ -9,6 +9,7 @@ gate's single worker (retrieval runs again there, ~10 ms against seconds of gene
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Sequence
 
 from starlette.concurrency import run_in_threadpool
@@ -22,8 +23,20 @@ from penny import Answer, Settings
 History = Sequence[tuple[str, str]]
 
 
+def visible_text(text: str) -> str:
+    """The text without format characters (zero-width spaces and joiners, BOMs) and with control characters
+    (NUL and the like) as spaces: what a reader sees, and what the tokenizers and the catalogue can hold."""
+    kept = []
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cf":
+            continue
+        kept.append(" " if category == "Cc" and char not in "\n\t" else char)
+    return "".join(kept)
+
+
 def check_question(settings: Settings, question: str) -> str:
-    question = question.strip()
+    question = visible_text(question).strip()
     if not question:
         raise ApiError(400, "empty_question", "the question is empty: ask something")
     if len(question) > settings.max_question_chars:

@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         max_bytes=settings.max_request_bytes,
         uploads={admin.UPLOAD_PATH: settings.max_upload_bytes},
+        read_timeout=settings.request_read_timeout_seconds,
     )
     app.add_middleware(AccessLog)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")  # outermost: every line has the id

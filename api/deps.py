@@ -28,10 +28,22 @@ def get_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     services: Annotated[Services, Depends(get_services)],
 ) -> Caller:
+    address = request.client.host if request.client else "unknown"
+    wait = services.auth_failures.exhausted(address)
+    if wait:  # checked before the key: a guesser learns nothing more, not even from a right guess
+        services.metrics.rate_limited.inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests with a wrong API key from this address "
+            f"(PENNY_AUTH_FAILURES_PER_MINUTE); retry in {wait} s",
+            {"Retry-After": str(wait)},
+        )
     if credentials is None or not credentials.credentials:
         raise unauthorized("send an API key as `Authorization: Bearer <key>`; `penny keys create` makes one")
     caller = authenticate(services.settings, credentials.credentials)
     if caller is None:
+        services.auth_failures.allow(address)
         raise unauthorized("this API key is unknown or revoked")
     allowed, retry_after = services.rate_limit.allow(caller.key_id)
     if not allowed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from api.metrics import Metrics
@@ -29,9 +30,10 @@ class IngestRunner:
         self.settings = settings
         self.metrics = metrics
 
-    def start(self, request: IngestRequest) -> int:
+    def start(self, request: IngestRequest, finished: Callable[[], object] | None = None) -> int:
         """Start a job and return its id once the job row exists; errors before that (bad paths, another job
-        running) are raised here, so the caller gets them as a response rather than a failed job."""
+        running) are raised here, so the caller gets them as a response rather than a failed job. `finished`
+        runs once the job is over, however it ended (or when it never started)."""
         progress = _Started()
         failure: list[BaseException] = []
 
@@ -45,6 +47,11 @@ class IngestRunner:
                     self.metrics.observe_ingest("failed", {})
                     log.exception("ingestion job %s failed", progress.job_id)
             finally:
+                if finished is not None:
+                    try:
+                        finished()
+                    except OSError:
+                        log.exception("tidying up after ingestion job %s failed", progress.job_id)
                 progress.ready.set()
 
         threading.Thread(target=run, name="penny-ingest", daemon=True).start()

@@ -2,12 +2,86 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from penny import Answer, AnswerForm, AnswerPath, Citation
+
+MAX_ID = 2**63 - 1  # the catalogue's ids are signed 64-bit integers: a larger one cannot name a row
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+MAX_NAME_BYTES = 255  # NAME_MAX: the longest file or folder name in a path
+
+
+def _as_utc(value: datetime) -> datetime:
+    """The catalogue stores UTC without a zone (SQLite has none): say so in every response."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def _lone_surrogates(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_lone_surrogates(key) or _lone_surrogates(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogates(item) for item in value)
+    return False
+
+
+class RequestBody(BaseModel):
+    """A JSON request body. JSON's \\u escapes can spell half a UTF-16 pair, which no UTF-8 text (a model, the
+    catalogue) can hold: such bodies are refused whole, before any field is used."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        if _lone_surrogates(data):
+            raise ValueError("the text holds a lone UTF-16 surrogate (such as \\ud800): send valid Unicode")
+        return data
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, for machines: unauthorized, empty_question, rate_limited, ...")
+    message: str = Field(description="For people: what went wrong and what to change")
+    request_id: str = Field(description="The X-Request-ID of the request, as in the server's log")
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+_ERROR_MEANINGS = {
+    400: "The request is well-formed but unusable (an empty question, a bad file name, ...)",
+    401: "No API key, or an unknown or revoked one",
+    403: "The key may not use this endpoint (admin only)",
+    404: "No such resource that this key may read",
+    408: "The request body stopped arriving (PENNY_REQUEST_READ_TIMEOUT_SECONDS)",
+    409: "Another ingestion job is running",
+    413: "The body is over PENNY_MAX_REQUEST_BYTES (uploads: PENNY_MAX_UPLOAD_BYTES)",
+    422: "The body or a parameter does not match the schema",
+    429: "Too many requests for this key, or too many wrong keys from this address; see Retry-After",
+    502: "The external model tier failed",
+    503: "Not ready (no index, no model) or the local LLM is busy; see Retry-After",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the one error body every error has."""
+    return {status: {"model": ErrorOut, "description": _ERROR_MEANINGS[status]} for status in statuses}
+
+
+# Every /v1 endpoint can answer these: a bad body, a missing key, limits.
+COMMON_ERRORS = (400, 401, 408, 413, 422, 429)
+
 
 # ---------------------------------------------------------------- answers
 
@@ -72,11 +146,11 @@ class AnswerOut(BaseModel):
 # ---------------------------------------------------------------- chat and conversations
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
-    message: str = Field(description="The question")
+    message: str = Field(description="The question", json_schema_extra={"minLength": 1})
     conversation_id: str | None = Field(None, description="Continue this conversation; a new one when absent")
-    document_ids: list[int] = Field(default_factory=list, max_length=100, description="Only these documents")
+    document_ids: list[RowId] = Field(default_factory=list, max_length=100, description="Only these documents")
     use_cache: bool = True
 
 
@@ -91,19 +165,19 @@ class MessageOut(BaseModel):
     role: Literal["user", "assistant"]
     content: str
     answer: AnswerOut | None = None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ConversationOut(BaseModel):
     id: str
     owner: str
-    created_at: datetime
+    created_at: UtcDatetime
     messages: list[MessageOut]
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
-    message_id: int
+    message_id: RowId
     rating: Literal["up", "down"]
     comment: str = Field("", max_length=4000)
 
@@ -117,11 +191,11 @@ class FeedbackResponse(BaseModel):
 # ---------------------------------------------------------------- search
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
-    query: str
+    query: str = Field(json_schema_extra={"minLength": 1})
     k: int = Field(5, ge=1, le=50)
-    document_ids: list[int] = Field(default_factory=list, max_length=100)
+    document_ids: list[RowId] = Field(default_factory=list, max_length=100)
 
 
 class PassageOut(BaseModel):
@@ -147,18 +221,32 @@ class SearchResponse(BaseModel):
 # ---------------------------------------------------------------- OpenAI-compatible chat completions
 
 
+class ContentPart(BaseModel):
+    """One part of a message's content: a text part has its text; other kinds (images, audio) are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_has_text(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a content part of type `text` needs its `text` as a string")
+        return self
+
+
 class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: keep the text ones
-            return "".join(part.get("text", "") for part in self.content if part.get("type") == "text")
+            return "".join(part.text or "" for part in self.content if part.type == "text")
         return self.content or ""
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(RequestBody):
     model_config = ConfigDict(extra="allow")  # temperature, top_p and the like are accepted and ignored
     model: str = "penny"
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=200)
@@ -168,9 +256,20 @@ class CompletionRequest(BaseModel):
 # ---------------------------------------------------------------- admin
 
 
-class IngestBody(BaseModel):
+def _path_fits(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("a path cannot hold a NUL character")
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in PurePosixPath(path).parts):
+        raise ValueError(f"a file or folder name in a path has at most {MAX_NAME_BYTES} bytes")
+    return path
+
+
+ServerPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS), AfterValidator(_path_fits)]
+
+
+class IngestBody(RequestBody):
     model_config = ConfigDict(extra="forbid")
-    paths: list[str] = Field(min_length=1, max_length=1000, description="Files or folders on the server")
+    paths: list[ServerPath] = Field(min_length=1, max_length=1000, description="Files or folders on the server")
     groups: list[str] = Field(default_factory=lambda: ["everyone"], min_length=1, max_length=100)
     source: str = Field("default", min_length=1, max_length=200)
     prune: bool = False
@@ -189,8 +288,8 @@ class UploadStarted(JobStarted):
 class JobOut(BaseModel):
     id: int
     status: str
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None
     counts: dict[str, int]
     index_version: int | None
     message: str | None
@@ -207,7 +306,22 @@ class DocumentOut(BaseModel):
     status: str
     error: str | None
     chunk_count: int
-    updated_at: datetime
+    updated_at: UtcDatetime
+
+
+class ChunkOut(BaseModel):
+    id: int
+    ordinal: int
+    section: str
+    page: int | None
+    text: str
+    char_start: int
+    char_end: int
+    token_count: int
+
+
+class DocumentDetail(DocumentOut):
+    chunks: list[ChunkOut]
 
 
 class DocumentDeleted(BaseModel):

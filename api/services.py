@@ -18,18 +18,25 @@ from retrieval.search import Searcher, get_searcher
 
 
 class RateLimit:
-    """Per-key moving window of `per_minute` requests."""
+    """A moving window of `per_minute` events per name (a key's id, a client's address)."""
 
     def __init__(self, per_minute: int) -> None:
         self.limit = parse_limit(f"{per_minute}/minute")
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    def allow(self, key_id: int) -> tuple[bool, int]:
-        """Whether the key may make one more request now, and the seconds until the window frees a slot."""
-        if self.limiter.hit(self.limit, str(key_id)):
+    def allow(self, name: int | str) -> tuple[bool, int]:
+        """Count one event for `name` if the window has room: whether it had, and the seconds until it has."""
+        if self.limiter.hit(self.limit, str(name)):
             return True, 0
-        reset = self.limiter.get_window_stats(self.limit, str(key_id)).reset_time
-        return False, max(1, round(reset - time.time()))
+        return False, self.retry_after(name)
+
+    def exhausted(self, name: int | str) -> int:
+        """Seconds until `name` may act again, 0 when it may now; counts nothing."""
+        return 0 if self.limiter.test(self.limit, str(name)) else self.retry_after(name)
+
+    def retry_after(self, name: int | str) -> int:
+        reset = self.limiter.get_window_stats(self.limit, str(name)).reset_time
+        return max(1, round(reset - time.time()))
 
 
 class Services:
@@ -39,6 +46,7 @@ class Services:
         self.metrics = Metrics()
         self.gate = LlmGate(settings.llm_queue_depth, settings.llm_nice, self.metrics)
         self.rate_limit = RateLimit(settings.rate_limit_per_minute)
+        self.auth_failures = RateLimit(settings.auth_failures_per_minute)
         self.ingest = IngestRunner(settings, self.metrics)
         self.searcher: Searcher = get_searcher(settings)
         self._answerer = None

@@ -7,6 +7,7 @@ file; `open_catalogue` brings a database up to the newest revision before anythi
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -244,13 +245,21 @@ def migrate(engine: Engine) -> None:
 _engines: dict[str, Engine] = {}
 
 
+def _create_privately(settings: Settings) -> None:
+    """A new data directory (0700) and catalogue (0600) are readable by Penny's user alone: they hold every
+    document's text and the key hashes. SQLite gives the -wal and -shm files the database file's mode."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not settings.database_url:
+        os.close(os.open(settings.data_dir / "catalogue.db", os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def open_catalogue(settings: Settings) -> sessionmaker[Session]:
     """The session factory for the catalogue, migrated to the newest schema (once per URL and process)."""
     url = settings.db_url
     engine = _engines.get(url)
     if engine is None:
         if url.startswith("sqlite"):
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            _create_privately(settings)
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:

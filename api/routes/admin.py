@@ -4,20 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Path, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminDep, ServicesDep
 from api.errors import ApiError, not_found
 from api.jobs import ingest_request
-from api.models import DocumentDeleted, IngestBody, JobOut, JobStarted, UploadStarted
-from api.uploads import store_uploads, uploads_dir
-from ingest.admin import list_jobs
+from api.models import (
+    COMMON_ERRORS,
+    MAX_ID,
+    DocumentDeleted,
+    IngestBody,
+    JobOut,
+    JobStarted,
+    UploadStarted,
+    error_responses,
+)
+from api.uploads import discard_unindexed, store_uploads
+from ingest.admin import list_jobs, show_document
 from ingest.pipeline import remove_documents
 from penny import BadInput, PennyError
 
-router = APIRouter(prefix="/v1", tags=["admin"])
+router = APIRouter(prefix="/v1", tags=["admin"], responses=error_responses(*COMMON_ERRORS, 403, 404, 409, 503))
 UPLOAD_PATH = "/v1/documents"
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.post("/ingest", response_model=JobStarted, status_code=202)
@@ -39,19 +49,18 @@ async def upload_documents(
     """Upload documents (multipart form, at most PENNY_MAX_UPLOAD_BYTES in all) and ingest them in the background.
 
     They are kept under the data directory's `uploads/` by file name: uploading a file of the same name again
-    replaces it and updates its document. Poll `url` for the job's outcome."""
+    replaces it and updates its document; a file the job refuses is removed again. Poll `url` for the outcome."""
     stored = await run_in_threadpool(store_uploads, services.settings, [(f.filename, f.file) for f in files])
     request = ingest_request([str(path) for path in stored], groups or ["everyone"], source, prune=False)
     try:
-        job_id = await run_in_threadpool(services.ingest.start, request)
+        job_id = await run_in_threadpool(
+            services.ingest.start, request, lambda: discard_unindexed(services.settings, stored)
+        )
     except PennyError as exc:
         if exc.code != "job_running":
             raise
         raise ApiError(
-            409,
-            "job_running",
-            f"the files are stored under {uploads_dir(services.settings)} but another ingestion job is running: "
-            "upload them again when it has finished (they will replace these copies)",
+            409, "job_running", "another ingestion job is running: upload the files again when it has finished"
         ) from exc
     return UploadStarted(job_id=job_id, status="running", url=f"/v1/jobs/{job_id}",
                          stored=[path.name for path in stored])  # fmt: skip
@@ -63,7 +72,7 @@ async def jobs(_admin: AdminDep, services: ServicesDep, limit: int = 20):
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-async def job(job_id: int, _admin: AdminDep, services: ServicesDep):
+async def job(job_id: IdPath, _admin: AdminDep, services: ServicesDep):
     found = await run_in_threadpool(list_jobs, services.settings, 1, job_id)
     if not found:
         raise not_found("job_not_found", f"no ingestion job {job_id}")
@@ -71,8 +80,12 @@ async def job(job_id: int, _admin: AdminDep, services: ServicesDep):
 
 
 @router.delete("/documents/{document_id}", response_model=DocumentDeleted)
-async def delete_document(document_id: int, _admin: AdminDep, services: ServicesDep):
+async def delete_document(document_id: IdPath, _admin: AdminDep, services: ServicesDep):
     """Delete a document and publish an index version without it."""
+    try:  # looked up first: a job is recorded only for a deletion that can happen
+        await run_in_threadpool(show_document, services.settings, document_id)
+    except BadInput as exc:
+        raise not_found("document_not_found", f"no document {document_id}") from exc
     try:
         report = await run_in_threadpool(remove_documents, services.settings, [document_id])
     except BadInput as exc:

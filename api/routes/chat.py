@@ -15,17 +15,19 @@ from api.deps import CallerDep, ServicesDep
 from api.errors import stream_error
 from api.keys import Caller
 from api.models import (
+    COMMON_ERRORS,
     AnswerOut,
     ChatRequest,
     ChatResponse,
     ConversationOut,
     FeedbackRequest,
     FeedbackResponse,
+    error_responses,
 )
 from api.services import Services
 from penny import Answer
 
-router = APIRouter(prefix="/v1", tags=["chat"])
+router = APIRouter(prefix="/v1", tags=["chat"], responses=error_responses(*COMMON_ERRORS, 404, 502, 503))
 
 
 @router.post("/chat", response_model=ChatResponse, responses={200: {"content": {"text/event-stream": {}}}})

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, ServicesDep
 from api.errors import not_found
 from api.keys import Caller
-from api.models import DocumentOut
+from api.models import COMMON_ERRORS, MAX_ID, DocumentDetail, DocumentOut, error_responses
 from ingest.admin import list_documents, show_document
 from penny import BadInput
 
-router = APIRouter(prefix="/v1/documents", tags=["documents"])
+router = APIRouter(
+    prefix="/v1/documents", tags=["documents"], responses=error_responses(*COMMON_ERRORS, 403, 404, 409, 503)
+)
 
 
 def _visible_groups(caller: Caller) -> list[str] | None:
@@ -24,8 +28,8 @@ async def documents(caller: CallerDep, services: ServicesDep, status: str | None
     return await run_in_threadpool(list_documents, services.settings, status, _visible_groups(caller))
 
 
-@router.get("/{document_id}")
-async def document(document_id: int, caller: CallerDep, services: ServicesDep):
+@router.get("/{document_id}", response_model=DocumentDetail)
+async def document(document_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: CallerDep, services: ServicesDep):
     """One document with its chunks (what citations link to)."""
     try:
         found = await run_in_threadpool(show_document, services.settings, document_id)

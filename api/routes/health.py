@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep
 from api.errors import ApiError
+from api.models import error_responses
 from penny import IndexUnavailable
 
 router = APIRouter(tags=["health"])
@@ -22,7 +23,7 @@ async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(503))
 async def readyz(services: ServicesDep):
     """The catalogue answers and a live index version is loaded: the service can answer questions."""
 

@@ -17,10 +17,10 @@ from fastapi.responses import StreamingResponse
 from api import answering
 from api.deps import CallerDep, ServicesDep
 from api.errors import ApiError, stream_error
-from api.models import AnswerOut, CompletionRequest
+from api.models import COMMON_ERRORS, AnswerOut, CompletionRequest, error_responses
 from penny import Answer
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*COMMON_ERRORS, 502, 503))
 
 
 @router.post("/chat/completions", responses={200: {"content": {"text/event-stream": {}}}})

@@ -9,10 +9,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.answering import check_question
 from api.deps import CallerDep, ServicesDep
-from api.models import PassageOut, SearchRequest, SearchResponse
+from api.models import COMMON_ERRORS, PassageOut, SearchRequest, SearchResponse, error_responses
 from retrieval.search import SearchFilter
 
-router = APIRouter(prefix="/v1", tags=["search"])
+router = APIRouter(prefix="/v1", tags=["search"], responses=error_responses(*COMMON_ERRORS, 503))
 
 
 @router.post("/search", response_model=SearchResponse)
