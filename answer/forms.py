@@ -34,8 +34,8 @@ _ASKS = (
     ("name", r"^\s*who\b|\bwhose\b|\bwhom\b|\bwhich (?:company|person|team|department|organi[sz]ation)\b"),
     (
         "block",
-        r"\bhow (?:do|can|should|would|could|does|to)\b|\bsteps?\b|\bprocedure\b|\bprocess\b|\blist\b|"
-        r"\bwhat are some\b|\bwhich \w+(?: \w+)? (?:are|support|can)\b|\b(?:options|ways|types|kinds|"
+        r"\bhow (?:do|can|should|would|could|does|to)\b|\bsteps?\b|\bprocedure\b|\bprocess\b|^\s*list\b|\ba list of\b|"
+        r"\bwhat are some\b|\bwhich \w+ (?:are|support)\b|\b(?:options|ways|types|kinds|"
         r"requirements|prerequisites|features|components|methods|commands|benefits)\b",
     ),
     (
@@ -92,6 +92,9 @@ def shape(question: str, text: str, chosen: list[ScoredSentence], mode: str = "f
         if block is not None:
             start, end = block
             return Shaped("block", text[start:end], start, end)
+    if asks in ("block", "explain"):
+        # steps with no list to hold them, an explanation: the answer runs over several sentences of the passage
+        return Shaped("passage", text, 0, len(text))
     if asks in ("date", "name"):
         found = _short_span(question, text, best, asks)
         if found is not None:

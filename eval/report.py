@@ -89,6 +89,7 @@ def summarise(answers: Sequence[dict[str, Any]], retrieval: dict[str, dict[str, 
         "no_llm_share": _per(sum(1 for r in answers if _tokens(r) == 0), n),
         "llm_share": _per(sum(1 for r in answers if _tokens(r) > 0), n),
         "paths": dict(Counter(r["path"] for r in answers)),
+        "forms": dict(Counter(r["form"] for r in answers if r.get("form"))),  # the shapes of passage answers
         "llm_prompt_tokens": sum(int((r.get("cost") or {}).get("llm_prompt_tokens", 0)) for r in answers),
         "llm_completion_tokens": sum(int((r.get("cost") or {}).get("llm_completion_tokens", 0)) for r in answers),
         "llm_tokens_per_answer": _per(sum(_tokens(r) for r in answers), n),

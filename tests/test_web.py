@@ -67,6 +67,24 @@ def test_the_page_streams_an_answer_with_citations_path_and_cost(server, browser
     wait.until(lambda driver: "Thanks" in turn.find_element(By.CSS_SELECTOR, ".feedback").text)
 
 
+def test_a_passage_answer_shows_its_passage_with_the_answering_span_marked(server, browser, tmp_path):
+    url, token = server
+    browser.get(url + "/")
+    field = browser.find_element(By.ID, "key")
+    field.clear()
+    field.send_keys(token)
+    browser.find_element(By.ID, "question").send_keys(LEAVE_QUESTION)
+    browser.find_element(By.ID, "send").click()
+    wait = WebDriverWait(browser, 60)
+    mark = wait.until(expected.visibility_of_element_located((By.CSS_SELECTOR, ".turn:last-child .passage mark")))
+    turn = browser.find_elements(By.CSS_SELECTOR, ".turn")[-1]
+    passage = turn.find_element(By.CSS_SELECTOR, ".passage").text
+    assert "25 days" in mark.text and mark.text in passage and len(passage) > len(mark.text)
+    assert mark.value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"  # highlighted, not just tagged
+    assert turn.find_element(By.CSS_SELECTOR, ".form").text == "form: sentence"
+    browser.save_screenshot(str(tmp_path / "passage-span.png"))
+
+
 def test_the_page_shows_a_clear_error_for_a_bad_key(server, browser):
     url, _ = server
     browser.get(url + "/")
