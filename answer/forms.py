@@ -196,14 +196,6 @@ def _short_span(question: str, text: str, best: ScoredSentence, asks: QuestionTy
 
 
 def _sentences(text: str, chosen: list[ScoredSentence]) -> Shaped:
-    """The best sentence, with the picked sentences next to it (a span is contiguous)."""
+    """The picked sentences in reading order; the span runs from the first to the last of them."""
     ordered = sorted(chosen, key=lambda item: item.position)
-    best = max(chosen, key=lambda item: item.score)
-    at = ordered.index(best)
-    first = last = at
-    while first > 0 and ordered[first - 1].position == ordered[first].position - 1:
-        first -= 1
-    while last + 1 < len(ordered) and ordered[last + 1].position == ordered[last].position + 1:
-        last += 1
-    run = ordered[first : last + 1]
-    return Shaped("sentence", " ".join(item.text for item in run), run[0].start, run[-1].end)
+    return Shaped("sentence", " ".join(item.text for item in ordered), ordered[0].start, ordered[-1].end)

@@ -64,7 +64,7 @@ def split_lines(text: str) -> list[Line]:
             lines.append(Line(start, end, content, "item", start + bullet.end()))
         else:
             lines.append(Line(start, end, content, "text", start))
-    return _lone_rows_as_text(lines)
+    return _lone_rows_as_text(_without_borders(lines))
 
 
 def _cells(text: str, start: int, end: int) -> tuple[Cell, ...]:
@@ -77,6 +77,24 @@ def _cells(text: str, start: int, end: int) -> tuple[Cell, ...]:
         cells.append(Cell(left, max(left, right), text[left : max(left, right)]))
         cursor = b + 1
     return tuple(cells)
+
+
+def _without_borders(lines: list[Line]) -> list[Line]:
+    """Markdown tables ("| a | b |") have a border pipe at each end of every row: it bounds no cell. Only runs of
+    two or more such rows lose it (a single row that starts and ends with a pipe may have empty end cells)."""
+    bordered = [line.kind == "row" and line.text.startswith("|") and line.text.endswith("|") for line in lines]
+    out = list(lines)
+    i = 0
+    while i < len(lines):
+        j = i
+        while j < len(lines) and bordered[j]:
+            j += 1
+        if j - i >= 2:
+            for k in range(i, j):
+                line = lines[k]
+                out[k] = Line(line.start, line.end, line.text, "row", line.start, line.cells[1:-1])
+        i = max(j, i + 1)
+    return out
 
 
 def _lone_rows_as_text(lines: list[Line]) -> list[Line]:

@@ -90,6 +90,16 @@ def test_the_whole_passage_when_asked_for(embedder):
     assert (shaped.form, shaped.start, shaped.end, shaped.text) == ("passage", 0, len(LEAVE), LEAVE)
 
 
+def test_a_markdown_table_cell(embedder):
+    text = (
+        "Approval limits per claim:\n| Grade | UK limit | Canada limit |\n|---|---|---|\n| L4 | £500 | CA$900 |\n"
+        "| L5 | £2,500 | CA$4,500 |"
+    )
+    shaped = answer(embedder, "What is the Canada limit for an L5?", text)
+    assert (shaped.form, spans_point_at_the_passage(text, shaped)) == ("figure", "CA$4,500")
+    assert shaped.text == "L5, Canada limit: CA$4,500"
+
+
 def test_question_types():
     assert question_type("How many keeping-in-touch days can I work?") == "figure"
     assert question_type("When does the statement close?") == "date"
