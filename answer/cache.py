@@ -7,15 +7,18 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from pydantic import TypeAdapter
+from sqlalchemy import JSON, DateTime, Index, Integer, LargeBinary, String, delete, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from penny import Answer, Citation, Cost
+from penny import Answer
 from retrieval.analysis import analyze
-from retrieval.catalogue import CachedAnswer
+from retrieval.catalogue import Base, utcnow
 
 SEMANTIC_CANDIDATES = 5000  # newest entries compared by embedding; older ones still hit exactly
 _SPACE = re.compile(r"\s+")
@@ -25,6 +28,22 @@ _FUNCTION_WORDS = frozenset(
 )
 _TRAILING = re.compile(r"[\s?.!]+$")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_ANSWER = TypeAdapter(Answer)
+
+
+class CachedAnswer(Base):
+    """One answer as it was given, found again by its normalised question or its embedding, within one scope."""
+
+    __tablename__ = "answer_cache"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    question_key: Mapped[str] = mapped_column(String(2000))
+    scope_key: Mapped[str] = mapped_column(String(64))
+    index_version: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON)  # penny.Answer as JSON-ready data
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("ix_answer_cache_lookup", "scope_key", "index_version", "question_key"),)
 
 
 def normalise(question: str) -> str:
@@ -43,18 +62,6 @@ def same_question_terms(question: str, other: str) -> bool:
     terms, other_terms = set(analyze(question)) - _FUNCTION_WORDS, set(analyze(other)) - _FUNCTION_WORDS
     same_numbers = set(_NUMBER.findall(question)) == set(_NUMBER.findall(other))  # `analyze` drops "9"
     return same_numbers and len(terms ^ other_terms) <= 1
-
-
-def answer_to_json(answer: Answer) -> str:
-    return json.dumps(asdict(answer))
-
-
-def answer_from_json(text: str) -> Answer:
-    data = json.loads(text)
-    data["citations"] = [Citation(**item) for item in data["citations"]]
-    data["related"] = [Citation(**item) for item in data.get("related", [])]
-    data["cost"] = Cost(**data["cost"])
-    return Answer(**data)
 
 
 class AnswerCache:
@@ -102,7 +109,7 @@ class AnswerCache:
                     scope_key=scope,
                     index_version=index_version,
                     embedding=np.asarray(vector, dtype=np.float32).tobytes(),
-                    answer_json=answer_to_json(answer),
+                    answer=_ANSWER.dump_python(answer, mode="json"),
                 )
             )
 
@@ -110,5 +117,5 @@ class AnswerCache:
     def _hit(session: Session, row: CachedAnswer) -> Answer:
         session.execute(update(CachedAnswer).where(CachedAnswer.id == row.id).values(hits=CachedAnswer.hits + 1))
         session.commit()
-        original = answer_from_json(row.answer_json)
+        original = _ANSWER.validate_python(row.answer)
         return replace(original, flags=[*original.flags, f"cached_from:{original.path}"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 
@@ -12,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.errors import ApiError, not_found
 from api.keys import Caller
 from api.models import AnswerOut, ConversationOut, MessageOut
-from retrieval.catalogue import Conversation, Document, Feedback, Message, utcnow
+from api.tables import Conversation, Feedback, Message
+from retrieval.catalogue import Document, utcnow
 
 HISTORY_TURNS = 6  # the last messages handed to the answerer for follow-up questions
 HIDDEN = "[hidden: this answer cites documents your key may not read]"
@@ -55,8 +55,13 @@ def record_turn(sessions: sessionmaker[Session], caller: Caller, turn: Turn, que
             session.add(Conversation(id=turn.conversation_id, owner=caller.user, created_at=utcnow()))
         now = utcnow()
         session.add(Message(conversation_id=turn.conversation_id, role="user", content=question, created_at=now))
-        message = Message(conversation_id=turn.conversation_id, role="assistant", content=answer.text,
-                          answer_json=answer.model_dump_json(), created_at=now)  # fmt: skip
+        message = Message(
+            conversation_id=turn.conversation_id,
+            role="assistant",
+            content=answer.text,
+            answer=answer.model_dump(mode="json"),
+            created_at=now,
+        )
         session.add(message)
         session.flush()
         return message.id
@@ -84,7 +89,7 @@ def read_conversation(sessions: sessionmaker[Session], caller: Caller, conversat
 
 
 def _answer_of(message: Message) -> AnswerOut | None:
-    return AnswerOut.model_validate_json(message.answer_json) if message.answer_json else None
+    return AnswerOut.model_validate(message.answer) if message.answer else None
 
 
 def _hidden_answers(session: Session, messages: list[Message], caller: Caller) -> set[int]:
@@ -98,8 +103,8 @@ def _hidden_answers(session: Session, messages: list[Message], caller: Caller) -
 def _readable_documents(session: Session, document_ids: set[int], caller: Caller) -> set[int]:
     if not document_ids:
         return set()
-    rows = session.execute(select(Document.id, Document.groups_json).where(Document.id.in_(document_ids)))
-    return {doc_id for doc_id, groups in rows if set(json.loads(groups)) & set(caller.groups)}
+    rows = session.execute(select(Document.id, Document.groups).where(Document.id.in_(document_ids)))
+    return {doc_id for doc_id, groups in rows if set(groups) & set(caller.groups)}
 
 
 def add_feedback(sessions: sessionmaker[Session], caller: Caller, message_id: int, rating: int, comment: str) -> int:

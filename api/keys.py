@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from api.tables import ApiKey
 from penny import BadInput, Settings
-from retrieval.catalogue import ApiKey, open_catalogue, utcnow
+from retrieval.catalogue import open_catalogue, utcnow
 
 TOKEN_PREFIX = "penny_"
 SHOWN_PREFIX_CHARS = 12  # enough of the token to tell keys apart in `penny keys list`, too little to use
@@ -54,7 +54,7 @@ def create_key(settings: Settings, user: str, groups: list[str], is_admin: bool 
         user=user,
         prefix=token[:SHOWN_PREFIX_CHARS],
         key_hash=hash_token(token),
-        groups_json=json.dumps(groups),
+        groups=groups,
         is_admin=is_admin,
         created_at=utcnow(),
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import time
@@ -168,7 +167,7 @@ def _validate(request: IngestRequest) -> None:
 class _Plan:
     """What one job will change, decided before anything is written."""
 
-    groups_json: str
+    groups: list[str]
     source: str
     staged: list[_Staged] = field(default_factory=list)
     relabelled: list[str] = field(default_factory=list)
@@ -188,11 +187,11 @@ def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport
     progress.start(len(files))
     started = time.perf_counter()
     known = _known_documents(sessions)
-    plan = _Plan(groups_json=json.dumps(sorted(set(request.groups))), source=request.source)
+    plan = _Plan(groups=sorted(set(request.groups)), source=request.source)
     to_parse: dict[str, _Staged] = {}
     for path in files:
         report.files_seen += 1
-        outcome = _examine(Path(path), known.get(path), settings, plan.groups_json, request.source)
+        outcome = _examine(Path(path), known.get(path), settings, plan.groups, request.source)
         if isinstance(outcome, _Staged):
             to_parse[path] = outcome
             continue
@@ -248,15 +247,15 @@ def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report:
     started = time.perf_counter()
     with sessions.begin() as session:
         for item in plan.staged:
-            _store_document(session, item, known.get(item.path), plan.groups_json, plan.source, report)
+            _store_document(session, item, known.get(item.path), plan.groups, plan.source, report)
         for path, mtime in plan.touched:
             session.execute(update(Document).where(Document.path == path).values(mtime=mtime))
         for path in plan.relabelled:
             document = session.scalars(select(Document).where(Document.path == path)).one()
-            document.groups_json, document.source, document.updated_at = plan.groups_json, plan.source, utcnow()
+            document.groups, document.source, document.updated_at = plan.groups, plan.source, utcnow()
             report.updated += 1
         for path, kind, reason, item in plan.failures:
-            _record_failure(session, report, path, kind, reason, item, known.get(path), plan.groups_json, plan.source)
+            _record_failure(session, report, path, kind, reason, item, known.get(path), plan.groups, plan.source)
         for path in plan.gone:
             session.execute(delete(Document).where(Document.path == path))
             report.removed += 1
@@ -297,7 +296,7 @@ def ingest_records(
     with _job(settings, [Path(f"record://{source}")]) as (sessions, report):
         embedder = get_embedder(settings)
         known = _known_documents(sessions)
-        plan = _Plan(groups_json=json.dumps(sorted(set(groups or ["everyone"]))), source=source)
+        plan = _Plan(groups=sorted(set(groups or ["everyone"])), source=source)
         progress.start(len(records))
         for record in records:
             report.files_seen += 1
@@ -305,7 +304,7 @@ def ingest_records(
             content = f"{record.title}\n{record.text}".encode()
             digest = hashlib.sha256(content).hexdigest()
             doc = known.get(path)
-            if doc and doc.sha256 == digest and doc.groups_json == plan.groups_json:
+            if doc and doc.sha256 == digest and doc.groups == plan.groups:
                 report.unchanged += 1
             else:
                 item = _Staged(path=path, sha256=digest, size=len(content), mtime=0.0)
@@ -338,7 +337,7 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _examine(path: Path, known: Document | None, settings: Settings, groups_json: str, source: str):
+def _examine(path: Path, known: Document | None, settings: Settings, groups: list[str], source: str):
     """'unchanged'; ('touched', mtime) for the same content with a new mtime; 'relabel' for the same content with
     new groups or source; a _Staged to (re)index; or a ParseFailure."""
     try:
@@ -349,7 +348,7 @@ def _examine(path: Path, known: Document | None, settings: Settings, groups_json
                 "too_large",
                 f"{stat.st_size:,} bytes is over the limit of {settings.max_file_bytes:,} (PENNY_MAX_FILE_BYTES)",
             )
-        same_labels = known is not None and known.groups_json == groups_json and known.source == source
+        same_labels = known is not None and known.groups == groups and known.source == source
         indexed = known is not None and known.status == "indexed"
         if indexed and known.parser_version < PARSER_VERSION:  # read by an older parser: read it again
             return _Staged(path=str(path), sha256="", size=stat.st_size, mtime=stat.st_mtime)
@@ -367,7 +366,7 @@ def _examine(path: Path, known: Document | None, settings: Settings, groups_json
 
 
 def _store_document(
-    session: Session, item: _Staged, known: Document | None, groups_json: str, source: str, report: JobReport
+    session: Session, item: _Staged, known: Document | None, groups: list[str], source: str, report: JobReport
 ) -> None:
     document = session.get(Document, known.id) if known else None
     if document is None:
@@ -379,7 +378,7 @@ def _store_document(
         report.updated += 1
     parsed = item.parsed
     document.source, document.sha256, document.size, document.mtime = source, item.sha256, item.size, item.mtime
-    document.title, document.doc_type, document.groups_json = parsed.title[:500], parsed.doc_type, groups_json
+    document.title, document.doc_type, document.groups = parsed.title[:500], parsed.doc_type, groups
     document.status, document.error, document.chunk_count = "indexed", None, len(item.drafts)
     document.parser_version = PARSER_VERSION
     document.updated_at = utcnow()
@@ -402,7 +401,7 @@ def _store_document(
     report.chunks_added += len(item.drafts)
 
 
-def _record_failure(session, report, path, kind, reason, item, known, groups_json, source) -> None:
+def _record_failure(session, report, path, kind, reason, item, known, groups, source) -> None:
     session.add(JobError(job_id=report.job_id, path=path, kind=kind, reason=reason))
     log.warning("%s: %s (%s)", path, reason, kind)
     report.errors.append({"path": path, "kind": kind, "reason": reason})
@@ -418,14 +417,14 @@ def _record_failure(session, report, path, kind, reason, item, known, groups_jso
         return
     session.add(
         Document(path=path, source=source, sha256=item.sha256, size=item.size, mtime=item.mtime, title="",
-                 doc_type=Path(path).suffix.lower().lstrip(".")[:20], groups_json=groups_json, status="failed",
+                 doc_type=Path(path).suffix.lower().lstrip(".")[:20], groups=groups, status="failed",
                  error=f"{kind}: {reason}", chunk_count=0)
     )  # fmt: skip
 
 
 def _start_job(sessions: sessionmaker[Session], paths: list[Path]) -> int:
     with sessions.begin() as session:
-        job = IngestionJob(status="running", pid=os.getpid(), paths_json=json.dumps([str(p) for p in paths]))
+        job = IngestionJob(status="running", pid=os.getpid(), paths=[str(p) for p in paths])
         session.add(job)
         session.flush()
         return job.id
@@ -435,7 +434,7 @@ def _record_finish(session: Session, report: JobReport, status: str, message: st
     job = session.get(IngestionJob, report.job_id)
     report.status = status
     job.status, job.message, job.finished_at = status, message, utcnow()
-    job.counts_json, job.index_version = json.dumps(report.counts()), report.index_version
+    job.counts, job.index_version = report.counts(), report.index_version
 
 
 def _finish_job(sessions: sessionmaker[Session], report: JobReport, status: str, message: str | None) -> None:

@@ -1,12 +1,13 @@
-"""The SQL catalogue: documents, chunks, embeddings, jobs, index versions, and the service's own records.
+"""The SQL catalogue: documents, chunks, embeddings, jobs and index versions, and the one `Base` for every table.
 
-SQLite by default, any SQLAlchemy URL otherwise. The schema is owned by the Alembic migrations beside this
-file; `open_catalogue` brings a database up to the newest revision before anything touches it.
+SQLite by default, any SQLAlchemy URL otherwise. Layers above keep their own tables on this `Base` (the answer
+cache in `answer/cache.py`, keys, conversations and feedback in `api/tables.py`); the one Alembic migration chain
+beside this file creates them all, and `open_catalogue` brings a database up to the newest revision before
+anything touches it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,11 +15,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
-    Boolean,
+    JSON,
     DateTime,
     Float,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     String,
@@ -52,7 +52,7 @@ class Document(Base):
     mtime: Mapped[float] = mapped_column(Float)
     title: Mapped[str] = mapped_column(String(500), default="")
     doc_type: Mapped[str] = mapped_column(String(20))
-    groups_json: Mapped[str] = mapped_column(Text, default='["everyone"]')
+    groups: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["everyone"])  # sorted
     status: Mapped[str] = mapped_column(String(20))  # indexed | failed
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -62,10 +62,6 @@ class Document(Base):
     chunks: Mapped[list[ChunkRow]] = relationship(
         back_populates="document", cascade="all, delete-orphan", passive_deletes=True
     )
-
-    @property
-    def groups(self) -> list[str]:
-        return json.loads(self.groups_json)
 
 
 class ChunkRow(Base):
@@ -114,17 +110,13 @@ class IngestionJob(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(20))  # running | succeeded | failed | interrupted
     pid: Mapped[int] = mapped_column(Integer, default=0)
-    paths_json: Mapped[str] = mapped_column(Text, default="[]")
-    counts_json: Mapped[str] = mapped_column(Text, default="{}")
+    paths: Mapped[list[str]] = mapped_column(JSON, default=list)
+    counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     index_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     errors: Mapped[list[JobError]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return json.loads(self.counts_json)
 
 
 class JobError(Base):
@@ -144,65 +136,6 @@ class IndexVersion(Base):
     status: Mapped[str] = mapped_column(String(20))  # building | live | retired
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class CachedAnswer(Base):
-    __tablename__ = "answer_cache"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    question_key: Mapped[str] = mapped_column(String(2000))
-    scope_key: Mapped[str] = mapped_column(String(64))
-    index_version: Mapped[int] = mapped_column(Integer)
-    embedding: Mapped[bytes] = mapped_column(LargeBinary)
-    answer_json: Mapped[str] = mapped_column(Text)
-    hits: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    __table_args__ = (Index("ix_answer_cache_lookup", "scope_key", "index_version", "question_key"),)
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user: Mapped[str] = mapped_column(String(200), index=True)
-    prefix: Mapped[str] = mapped_column(String(16))
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    groups_json: Mapped[str] = mapped_column(Text, default='["everyone"]')
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-
-    @property
-    def groups(self) -> list[str]:
-        return json.loads(self.groups_json)
-
-
-class Conversation(Base):
-    __tablename__ = "conversations"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(200), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    messages: Mapped[list[Message]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, order_by="Message.id"
-    )
-
-
-class Message(Base):
-    __tablename__ = "messages"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
-    role: Mapped[str] = mapped_column(String(20))  # user | assistant
-    content: Mapped[str] = mapped_column(Text)
-    answer_json: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class Feedback(Base):
-    __tablename__ = "feedback"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
-    user: Mapped[str] = mapped_column(String(200))
-    rating: Mapped[int] = mapped_column(Integer)  # +1 | -1
-    comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

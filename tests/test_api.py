@@ -25,7 +25,8 @@ from sqlalchemy import select
 from api.app import create_app
 from api.keys import revoke_key
 from api.services import services_for
-from retrieval.catalogue import Feedback, open_catalogue
+from api.tables import Feedback
+from retrieval.catalogue import open_catalogue
 
 pytestmark = pytest.mark.slow
 
