@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 from rich.table import Table
 
+from api.cli_ask import ask
+from api.cli_eval import eval_command
+from api.terminal import console, errors, fail, settings
 from ingest.pipeline import Progress
-from penny import PennyError, Settings, get_settings
+from penny import PennyError
 
 app = typer.Typer(
     help="Penny answers questions from your company's documents at the lowest cost per correct answer.",
@@ -25,22 +27,8 @@ app = typer.Typer(
 )
 documents_app = typer.Typer(help="List, inspect and delete ingested documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
-console = Console()
-errors = Console(stderr=True)
-
-
-def settings() -> Settings:
-    try:
-        return get_settings()
-    except PennyError as exc:
-        fail(exc)
-    except ValueError as exc:  # pydantic's validation error names the setting and what is wrong with it
-        fail(PennyError(f"invalid configuration: {exc}"))
-
-
-def fail(exc: PennyError, code: int = 1):
-    errors.print(f"[red]error[/red] ({exc.code}): {exc}")
-    raise typer.Exit(code)
+app.command()(ask)
+app.command("eval")(eval_command)
 
 
 @app.callback()
@@ -306,11 +294,3 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id, its shown
     except PennyError as exc:
         fail(exc)
     console.print(f"revoked key {info.id} of {info.user} ({info.prefix}...)")
-
-
-from api.cli_ask import ask  # noqa: E402  (the command lives in its own module, which uses this one)
-
-app.command()(ask)
-from eval.command import eval_command  # noqa: E402  (`penny eval` lives in the eval package)
-
-app.command("eval")(eval_command)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli import console, fail, settings
+from api.terminal import console, fail, settings
 from penny import Answer, PennyError
 
 

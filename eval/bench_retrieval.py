@@ -12,9 +12,7 @@ so the three columns differ only in how candidates are ordered; the fused column
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,113 +20,17 @@ from dataclasses import dataclass
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
-from eval.datasets import Query
 from eval.metrics import answer_token_recall, mean, ndcg_at_k, recall_at_k, reciprocal_rank
-from eval.retrieval_devsets import CACHE, DevSet, dev_sets, document_ids_by_path
+from eval.retrieval_devsets import DevSet, dev_sets
+from eval.retrieval_runs import QueryRun, collect_cached, confidence_rows, ranked_positions, reliability
 from penny import Settings
-from retrieval.catalogue import ChunkRow, Document, open_catalogue
-from retrieval.confidence import ConfidenceModel, features_from_candidates
+from retrieval.confidence import FEATURES, ConfidenceModel
 from retrieval.fusion import FusionMethod, fuse_scores, has_number, is_long
-from retrieval.search import Candidates, Searcher, SearchFilter
+from retrieval.search import Searcher
 
 console = Console(width=160)
 RELEVANT_ANSWER_SHARE = 0.5  # answer-labelled sets: a passage holding half an answer's tokens counts as relevant
-
-
-# ---------------------------------------------------------------- one candidate set per query
-
-
-@dataclass
-class QueryRun:
-    query: Query
-    search_filter: SearchFilter
-    candidates: Candidates
-    ids: list[str]  # corpus id (or document path) of each candidate
-    keys: np.ndarray  # text key of each candidate, to fold duplicate passages as search does
-    texts: list[str]  # chunk text of each candidate (for answer-labelled sets and confidence features)
-    titles: list[str]
-
-
-@dataclass
-class RowInfo:
-    ids: list[str]
-    texts: list[str]
-    titles: list[str]
-
-
-def row_info(devset: DevSet, searcher: Searcher) -> RowInfo:
-    """Corpus id, text and heading of every index row of the set's live snapshot."""
-    snapshot = searcher.snapshot()
-    with open_catalogue(devset.settings)() as session:
-        rows = {
-            row.id: (path, row.text, row.section or row.title)
-            for row, path in session.execute(select(ChunkRow, Document.path).join(Document))
-        }
-    prefix = devset.dataset.record_path("")
-    ids, texts, titles = [], [], []
-    for chunk_id in snapshot.chunk_ids:
-        path, text, title = rows[int(chunk_id)]
-        ids.append(path.removeprefix(prefix) if path.startswith(prefix) else path)
-        texts.append(text)
-        titles.append(title)
-    return RowInfo(ids, texts, titles)
-
-
-def collect(devset: DevSet, searcher: Searcher, k: int = 10) -> list[QueryRun]:
-    snapshot = searcher.snapshot()
-    info = row_info(devset, searcher)
-    by_path = document_ids_by_path(devset.settings)
-    vectors = searcher.embedder.embed([q.text for q in devset.queries])
-    runs = []
-    for query, vector in zip(devset.queries, vectors, strict=True):
-        search_filter = devset.filter_for(query, by_path) or SearchFilter()
-        candidates = searcher.candidates(snapshot, query.text, vector, k, search_filter)
-        rows = candidates.rows
-        runs.append(
-            QueryRun(
-                query=query,
-                search_filter=search_filter,
-                candidates=candidates,
-                ids=[info.ids[r] for r in rows],
-                keys=snapshot.text_keys[rows],
-                texts=[info.texts[r] for r in rows],
-                titles=[info.titles[r] for r in rows],
-            )
-        )
-    return runs
-
-
-def collect_cached(devset: DevSet, searcher: Searcher) -> list[QueryRun]:
-    """collect(), kept under the bench cache keyed by set, index version, depth and queries, so reruns are quick."""
-    snapshot = searcher.snapshot()
-    key = hashlib.sha256(
-        json.dumps(
-            [devset.name, snapshot.version, searcher.settings.candidates, [q.id for q in devset.queries]]
-        ).encode()
-    ).hexdigest()[:16]
-    path = CACHE / f"runs-{key}.pkl"
-    if path.exists():
-        return pickle.loads(path.read_bytes())
-    runs = collect(devset, searcher)
-    path.write_bytes(pickle.dumps(runs))
-    return runs
-
-
-def ranked_positions(run: QueryRun, scores: np.ndarray, k: int = 10) -> list[int]:
-    seen: set[int] = set()
-    order = []
-    for i in np.argsort(-scores, kind="stable"):
-        if scores[i] == -np.inf:
-            break
-        key = int(run.keys[i])
-        if key not in seen:
-            seen.add(key)
-            order.append(int(i))
-            if len(order) == k:
-                break
-    return order
 
 
 # ---------------------------------------------------------------- rankers and metrics
@@ -386,42 +288,8 @@ def print_quality(results: dict[str, dict[str, dict[str, float]]], method: Fusio
 # ---------------------------------------------------------------- confidence calibration
 
 
-def confidence_rows(devset: DevSet, runs: list[QueryRun], method: FusionMethod) -> tuple[np.ndarray, np.ndarray]:
-    """One feature row per query with label 1 when the top passage is relevant (qrels sets only)."""
-    from retrieval.confidence import FEATURES
-
-    xs, ys = [], []
-    for run in runs:
-        scores = fuse_scores(run.candidates, method, run.query.text)
-        order = ranked_positions(run, scores)
-        if not order:
-            continue
-        values = features_from_candidates(
-            run.query.text, run.candidates, scores, order, run.texts[order[0]] + " " + run.titles[order[0]]
-        )
-        xs.append([values[name] for name in FEATURES])
-        ys.append(1.0 if devset.dataset.qrels[run.query.id].get(run.ids[order[0]], 0) > 0 else 0.0)
-    return np.array(xs), np.array(ys)
-
-
-def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple[float, list[tuple]]:
-    """Expected calibration error over equal-width bins, and the table (range, count, mean confidence, accuracy)."""
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
-    ece, table = 0.0, []
-    for b in range(bins):
-        inside = which == b
-        if not inside.any():
-            continue
-        confidence, accuracy = float(probabilities[inside].mean()), float(labels[inside].mean())
-        ece += inside.mean() * abs(confidence - accuracy)
-        table.append((f"{edges[b]:.1f}-{edges[b + 1]:.1f}", int(inside.sum()), confidence, accuracy))
-    return float(ece), table
-
-
 def print_calibration(sets: list[tuple[DevSet, list[QueryRun]]], method: FusionMethod) -> None:
     model = ConfidenceModel.packaged()
-    from retrieval.confidence import FEATURES
 
     out = Table(
         "set", "queries", "top-1 accuracy", "mean confidence", "ECE", title=f"confidence calibration ({model.note})"
@@ -556,7 +424,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # run through the imported module so pickled QueryRuns name eval.bench_retrieval, not __main__
-    from eval import bench_retrieval
-
-    bench_retrieval.main()
+    main()

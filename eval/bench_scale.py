@@ -19,7 +19,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from eval.retrieval_devsets import CACHE, DevSet, settings_for
+from eval.retrieval_devsets import CACHE, DevSet, dev_sets, settings_for
+from eval.retrieval_runs import row_info
 from penny import Settings
 from retrieval.analysis import analyze
 from retrieval.bm25 import Bm25sIndex
@@ -53,9 +54,6 @@ class SyntheticSnapshot:
 
 def real_material() -> tuple[np.ndarray, list[list[str]], list[str], np.ndarray]:
     """Chunk vectors and analysed chunk texts of the ingested dev sets, and real query texts with vectors."""
-    from eval.bench_retrieval import row_info
-    from eval.retrieval_devsets import dev_sets
-
     vectors, tokens, queries = [], [], []
     for devset in dev_sets(max_queries=300, ocp_questions=0)[:2]:
         searcher = Searcher(devset.settings)

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from scipy.optimize import minimize
 
-from eval.bench_retrieval import collect_cached, confidence_rows, reliability
 from eval.retrieval_devsets import dev_sets
+from eval.retrieval_runs import collect_cached, confidence_rows, reliability
 from penny import Settings
 from retrieval.confidence import FEATURES, PACKAGED
 from retrieval.fusion import FusionMethod

@@ -11,14 +11,11 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from retrieval.analysis import analyze
-
-if TYPE_CHECKING:
-    from retrieval.search import Candidates
+from retrieval.candidates import Candidates
 
 FEATURES = (
     "top_dense",  # cosine similarity of the best passage

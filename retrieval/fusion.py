@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from penny import Settings
 from retrieval.analysis import analyze
-
-if TYPE_CHECKING:
-    from retrieval.search import Candidates
+from retrieval.candidates import Candidates
 
 Normalisation = Literal["min-max", "z-score", "max"]
 _DIGIT = re.compile(r"\d")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from penny import BadInput, IndexUnavailable, Passage, SearchResult, Settings
+from retrieval.candidates import Candidates
 from retrieval.catalogue import ChunkRow, Document, live_version, open_catalogue
 from retrieval.confidence import ConfidenceModel, features_from_candidates
 from retrieval.dense import is_approximate, search_dense
@@ -48,15 +49,6 @@ class SearchFilter:
             and (not self.doc_types or doc.doc_type in self.doc_types)
             and (not self.document_ids or doc.id in self.document_ids)
         )
-
-
-@dataclass
-class Candidates:
-    rows: np.ndarray
-    dense: np.ndarray
-    bm25: np.ndarray
-    dense_rank: dict[int, int] = field(default_factory=dict)
-    bm25_rank: dict[int, int] = field(default_factory=dict)
 
 
 class Searcher:

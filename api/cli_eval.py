@@ -1,6 +1,6 @@
 """`penny eval`: parse the options, run (or resume) the evaluation with a progress bar, write and print the report.
 
-Registered on the `penny` app by api/cli.py; the heavy imports happen only when the command runs.
+Registered on the `penny` app by api/cli.py; the eval library is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from api.terminal import console, errors, fail, settings
 
 DEFAULT_WORK_DIR = Path("~/.cache/penny-eval")
 
@@ -42,7 +44,6 @@ def eval_command(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from api.cli import console, errors, fail, settings
     from eval.report import build_report, table, write_report
     from eval.runner import RunConfig, execute, pending_steps, prepare, validate_strategies
     from eval.workspace import load_eval_set
