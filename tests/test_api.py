@@ -17,7 +17,6 @@ from api_support import (
     SALARY_QUESTION,
     build_corpus,
     key,
-    live_server,
 )
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -34,12 +33,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
     return build_corpus(tmp_path_factory.mktemp("api"))
-
-
-@pytest.fixture(scope="module")
-def client(settings):
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 @pytest.fixture(scope="module")
@@ -346,12 +339,6 @@ def test_passage_answers_do_not_wait_for_a_busy_llm_and_a_full_queue_gets_503(se
 
 
 # ---------------------------------------------------------------- the OpenAI client against a real server
-
-
-@pytest.fixture(scope="module")
-def server(settings):
-    with live_server(settings) as url:
-        yield url
 
 
 def test_openai_client_completion(server, alice):

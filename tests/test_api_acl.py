@@ -39,12 +39,6 @@ def settings(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(settings):
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-
-
-@pytest.fixture(scope="module")
 def keys(settings):
     """A key per group set, made on first use."""
     made: dict[tuple[str, ...], dict[str, str]] = {}
