@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +104,6 @@ class Generation:
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
     timed_out: bool = False
-    finish_reason: str = ""
-    deltas: list[str] = field(default_factory=list)
 
 
 class LocalLLM:
@@ -158,12 +156,9 @@ class LocalLLM:
                     logits_processor=LogitsProcessorList([count_and_bound]),
                 )
                 for chunk in chunks:
-                    choice = chunk["choices"][0]
-                    delta = choice.get("delta", {}).get("content") or ""
-                    generation.finish_reason = choice.get("finish_reason") or generation.finish_reason
+                    delta = chunk["choices"][0].get("delta", {}).get("content") or ""
                     if delta:
                         generation.text += delta
-                        generation.deltas.append(delta)
                         yield delta
             finally:
                 generation.wall_seconds = time.perf_counter() - started_wall
