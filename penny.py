@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 # Penny never reaches a model hub or a telemetry endpoint; these must be set before the libraries are imported.
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DO_NOT_TRACK", "UNSTRUCTURED_DISABLE_NOTICE"):
@@ -139,24 +139,22 @@ class Answer:
 # ---------------------------------------------------------------- configuration
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """Reads the optional TOML file named by PENNY_CONFIG (or ./penny.toml when present)."""
+def _config_file() -> Path | None:
+    """The TOML file named by PENNY_CONFIG, else ./penny.toml when present."""
+    named = os.environ.get("PENNY_CONFIG")
+    if named:
+        if not Path(named).is_file():
+            raise PennyError(f"PENNY_CONFIG names {named}, which does not exist")
+        return Path(named)
+    return Path("penny.toml") if Path("penny.toml").is_file() else None
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
-        return None, field_name, False
 
-    def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("PENNY_CONFIG") or ("penny.toml" if Path("penny.toml").exists() else "")
-        if not path:
-            return {}
-        try:
-            with open(path, "rb") as handle:
-                values = tomllib.load(handle)
-        except FileNotFoundError as exc:
-            raise PennyError(f"PENNY_CONFIG names {path}, which does not exist") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise PennyError(f"config file {path} is not valid TOML: {exc}") from exc
-        return values.get("penny", values)
+def _toml_source(settings_cls: type[BaseSettings]) -> TomlConfigSettingsSource:
+    path = _config_file()
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except tomllib.TOMLDecodeError as exc:
+        raise PennyError(f"config file {path} is not valid TOML: {exc}") from exc
 
 
 class Settings(BaseSettings):
@@ -236,6 +234,8 @@ class Settings(BaseSettings):
     request_read_timeout_seconds: float = Field(15.0, gt=0)  # the longest wait for the next part of a request body
     llm_queue_depth: int = Field(4, ge=0)
     llm_nice: int = Field(10, ge=0, le=19)  # the API's LLM worker runs niced so passage answers never wait on it
+    # web origins whose pages may call the API from the browser (a chat front-end served elsewhere); none by default
+    cors_origins: list[str] = []
 
     @field_validator("data_dir", "models_dir")
     @classmethod
@@ -246,7 +246,7 @@ class Settings(BaseSettings):
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ):
-        return (init_settings, env_settings, _TomlSource(settings_cls), file_secret_settings)
+        return (init_settings, env_settings, _toml_source(settings_cls), file_secret_settings)
 
     @property
     def db_url(self) -> str:

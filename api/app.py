@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
@@ -55,5 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         read_timeout=settings.request_read_timeout_seconds,
     )
     app.add_middleware(AccessLog)
+    if settings.cors_origins:  # a browser front-end on another origin sends a preflight before each call
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")  # outermost: every line has the id
     return app

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AliasPath, BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from penny import Answer, AnswerForm, AnswerPath, Citation
+from penny import Answer, AnswerForm, AnswerPath
 
 MAX_ID = 2**63 - 1  # the catalogue's ids are signed 64-bit integers: a larger one cannot name a row
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
@@ -87,25 +87,26 @@ COMMON_ERRORS = (400, 401, 408, 413, 422, 429)
 
 
 class CitationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from penny.Citation as it is
     document_id: int
     chunk_id: int
     title: str
     source_path: str
     section: str
     page: int | None
-    url: str = Field(description="Where the web page links the citation: the document in the API")
+    quote: str = Field("", description="The sentences of the chunk the answer rests on (passage answers)")
     passage: str = Field("", description="Passage answers: the cited passage's text (else empty)")
     span_start: int | None = Field(None, description="Passage answers: where the answering span starts in `passage`")
     span_end: int | None = Field(None, description="Passage answers: where it ends (exclusive)")
 
-    @classmethod
-    def of(cls, c: Citation) -> CitationOut:
-        return cls(document_id=c.document_id, chunk_id=c.chunk_id, title=c.title, source_path=c.source_path,
-                   section=c.section, page=c.page, url=f"/v1/documents/{c.document_id}#chunk-{c.chunk_id}",
-                   passage=c.passage, span_start=c.span_start, span_end=c.span_end)  # fmt: skip
+    @computed_field(description="Where the web page links the citation: the document in the API")
+    @property
+    def url(self) -> str:
+        return f"/v1/documents/{self.document_id}#chunk-{self.chunk_id}"
 
 
 class CostOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # penny.Cost, every field
     embed_calls: int
     retrieval_cpu_ms: float
     llm_prompt_tokens: int
@@ -115,32 +116,24 @@ class CostOut(BaseModel):
     cpu_seconds: float
     usd_local: float
     usd_api_equivalent: float
+    usd_external: float = Field(0.0, description="What the external tier charged for this answer")
 
 
 class AnswerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # penny.Answer as it is, less the question it answers
     text: str
     path: AnswerPath
     confidence: float
     citations: list[CitationOut]
     cost: CostOut
     standalone_question: str = ""
-    flags: list[str] = []
+    flags: list[str] = Field([], description="What happened on the way; penny.FLAGS lists them")
     related: list[CitationOut] = Field(default=[], description="Closest documents when the path is abstain")
     form: AnswerForm | None = Field(None, description="A passage answer's shape: figure|span|sentence|block|passage")
 
     @classmethod
     def of(cls, answer: Answer) -> AnswerOut:
-        return cls(
-            text=answer.text,
-            path=answer.path,
-            confidence=answer.confidence,
-            citations=[CitationOut.of(c) for c in answer.citations],
-            cost=CostOut(**{name: getattr(answer.cost, name) for name in CostOut.model_fields}),
-            standalone_question=answer.standalone_question,
-            flags=list(answer.flags),
-            related=[CitationOut.of(c) for c in answer.related],
-            form=answer.form,
-        )
+        return cls.model_validate(answer)
 
 
 # ---------------------------------------------------------------- chat and conversations
@@ -198,21 +191,27 @@ class SearchRequest(RequestBody):
     document_ids: list[RowId] = Field(default_factory=list, max_length=100)
 
 
+def _of_chunk(name: str):
+    return Field(validation_alias=AliasPath("chunk", name))
+
+
 class PassageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # penny.Passage, its chunk's fields lifted up
     rank: int
     score: float
     dense_score: float | None
     bm25_score: float | None
-    chunk_id: int
-    document_id: int
-    title: str
-    section: str
-    source_path: str
-    page: int | None
-    text: str
+    chunk_id: int = _of_chunk("id")
+    document_id: int = _of_chunk("document_id")
+    title: str = _of_chunk("title")
+    section: str = _of_chunk("section")
+    source_path: str = _of_chunk("source_path")
+    page: int | None = _of_chunk("page")
+    text: str = _of_chunk("text")
 
 
 class SearchResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # penny.SearchResult
     passages: list[PassageOut]
     confidence: float
     index_version: int
@@ -248,9 +247,21 @@ class OpenAIMessage(BaseModel):
 
 class CompletionRequest(RequestBody):
     model_config = ConfigDict(extra="allow")  # temperature, top_p and the like are accepted and ignored
-    model: str = "penny"
+    model: str = "penny"  # any name is accepted and echoed back
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=200)
     stream: bool = False
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "penny"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
 
 
 # ---------------------------------------------------------------- admin

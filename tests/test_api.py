@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import fields
 
 import httpx
 import openai
@@ -23,8 +24,10 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.keys import revoke_key
+from api.models import AnswerOut, CitationOut, CostOut
 from api.services import services_for
 from api.tables import Feedback
+from penny import Answer, Citation, Cost
 from retrieval.catalogue import open_catalogue
 
 pytestmark = pytest.mark.slow
@@ -48,6 +51,17 @@ def bob(settings):
 @pytest.fixture(scope="module")
 def admin(settings):
     return key(settings, "root", ["everyone"], admin=True)
+
+
+def test_response_models_carry_every_field_of_the_shared_records():
+    assert set(CostOut.model_fields) == {f.name for f in fields(Cost)}  # usd_external included
+    assert set(CitationOut.model_fields) == {f.name for f in fields(Citation)}  # and the computed url
+    assert set(AnswerOut.model_fields) == {f.name for f in fields(Answer)} - {"question"}  # related included
+    cited = Citation(document_id=4, chunk_id=9, title="T", source_path="/t.md", section="S", page=2, quote="q")
+    answer = Answer(text="x", path="abstain", confidence=0.1, related=[cited], cost=Cost(usd_external=0.5))
+    out = AnswerOut.of(answer)
+    assert out.related[0].url == "/v1/documents/4#chunk-9" and out.cost.usd_external == 0.5
+    assert AnswerOut.model_validate(out.model_dump(mode="json")) == out  # as stored with a conversation
 
 
 def error_of(response) -> dict:
@@ -319,8 +333,9 @@ def test_passage_answers_do_not_wait_for_a_busy_llm_and_a_full_queue_gets_503(se
         occupied = services.gate.submit(release.wait, 60)  # the worker is busy, as during a long generation
         try:
             started = time.monotonic()
-            passage = gated_client.post("/v1/chat", json={"message": LEAVE_QUESTION}, headers=alice)
-            assert passage.status_code == 200 and passage.json()["answer"]["path"] in ("passages", "cache")
+            body = {"message": LEAVE_QUESTION, "use_cache": False}
+            passage = gated_client.post("/v1/chat", json=body, headers=alice)
+            assert passage.status_code == 200 and passage.json()["answer"]["path"] == "passages"
             assert not occupied.done(), "the passage answer came back only after the LLM work ended"
             assert time.monotonic() - started < 30
 
@@ -341,16 +356,35 @@ def test_passage_answers_do_not_wait_for_a_busy_llm_and_a_full_queue_gets_503(se
 # ---------------------------------------------------------------- the OpenAI client against a real server
 
 
-def test_openai_client_completion(server, alice):
-    client = openai.OpenAI(base_url=f"{server}/v1", api_key=alice["Authorization"].removeprefix("Bearer "))
-    completion = client.chat.completions.create(
-        model="penny", messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": LEAVE_QUESTION}]
-    )
+def openai_client(server: str, headers: dict[str, str], **options) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server}/v1", api_key=headers["Authorization"].removeprefix("Bearer "), **options)
+
+
+def test_openai_client_lists_and_retrieves_the_model(server, alice):
+    client = openai_client(server, alice, max_retries=0)
+    assert [model.id for model in client.models.list()] == ["penny"]
+    model = client.models.retrieve("penny")
+    assert (model.id, model.object, model.owned_by) == ("penny", "model", "penny") and model.created > 0
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("gpt-4o")
+    assert caught.value.code == "model_not_found"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{server}/v1", api_key="penny_wrong", max_retries=0).models.list()
+
+
+def test_openai_client_completion_then_the_same_question_from_the_cache(server, alice):
+    client = openai_client(server, alice)
+    question = "What is the annual leave entitlement of full-time employees?"  # asked by no other test
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": question}]
+    completion = client.chat.completions.create(model="penny", messages=messages)
     assert "25 days" in completion.choices[0].message.content
     assert completion.choices[0].finish_reason == "stop" and completion.model == "penny"
     extra = completion.model_extra["penny"]
-    assert extra["path"] in ("passages", "cache") and extra["citations"][0]["title"] == "Annual Leave Policy"
+    assert extra["path"] == "passages" and extra["citations"][0]["title"] == "Annual Leave Policy"
     assert completion.usage.total_tokens == 0  # no LLM tokens on the passage path
+    again = client.chat.completions.create(model="any-name", messages=messages)
+    assert again.model_extra["penny"]["path"] == "cache" and again.model == "any-name"
+    assert again.choices[0].message.content == completion.choices[0].message.content
 
 
 def test_openai_client_streaming(server, alice):
@@ -368,14 +402,41 @@ def test_openai_client_streaming(server, alice):
 
 
 def test_openai_client_streams_an_llm_answer(server, alice):
-    client = openai.OpenAI(base_url=f"{server}/v1", api_key=alice["Authorization"].removeprefix("Bearer "))
+    client = openai_client(server, alice)
+    question = "Compare the on-call allowance with the escalation rule."  # "compare": the LLM; asked nowhere else
     chunks = list(
-        client.chat.completions.create(model="penny", messages=[{"role": "user", "content": LLM_QUESTION}], stream=True)
+        client.chat.completions.create(model="penny", messages=[{"role": "user", "content": question}], stream=True)
     )
-    extra = chunks[-1].model_extra["penny"]
-    assert extra["path"] in ("llm", "cache") and chunks[-1].usage is not None
-    if extra["path"] == "llm":
-        assert extra["cost"]["llm_completion_tokens"] > 0 and chunks[-1].usage.completion_tokens > 0
+    extra, usage = chunks[-1].model_extra["penny"], chunks[-1].usage
+    # the 135M test model may decline (then Penny abstains): either way the LLM ran and its tokens are reported
+    assert extra["path"] in ("llm", "abstain") and extra["cost"]["llm_completion_tokens"] > 0
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        extra["cost"]["llm_prompt_tokens"],
+        extra["cost"]["llm_completion_tokens"],
+    )
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert streamed == extra["text"] or "replaced_streamed_text" in extra["flags"]
+
+
+def test_a_browser_front_end_on_an_allowed_origin_passes_the_preflight(settings, alice):
+    allowed = settings.model_copy(update={"cors_origins": ["https://chat.example"]})
+    with TestClient(create_app(allowed)) as cors_client:
+        preflight = {
+            "Origin": "https://chat.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
+        response = cors_client.options("/v1/chat/completions", headers=preflight)
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "https://chat.example"
+        listed = cors_client.get("/v1/models", headers={**alice, "Origin": "https://chat.example"})
+        assert listed.json()["data"][0]["id"] == "penny"
+        assert listed.headers["access-control-allow-origin"] == "https://chat.example"
+        other = cors_client.options("/v1/models", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+    with TestClient(create_app(settings)) as plain:
+        response = plain.get("/v1/models", headers={**alice, "Origin": "https://chat.example"})
+    assert "access-control-allow-origin" not in response.headers  # no origins configured: no CORS at all
 
 
 def test_openai_client_sees_errors(server, alice):

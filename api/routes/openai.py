@@ -1,4 +1,5 @@
-"""`POST /v1/chat/completions`, shaped like OpenAI's so its client and existing chat front-ends work unchanged.
+"""`POST /v1/chat/completions` and `GET /v1/models`, shaped like OpenAI's so its client and existing chat
+front-ends work unchanged (such front-ends list the models before their first question).
 
 The last user message is the question and the messages before it the conversation; `model` is echoed back.
 Citations, path, confidence and cost travel in an extra top-level field, `penny`, which such clients ignore.
@@ -16,11 +17,26 @@ from fastapi.responses import StreamingResponse
 
 from api import answering
 from api.deps import CallerDep, ServicesDep
-from api.errors import ApiError, stream_error
-from api.models import COMMON_ERRORS, AnswerOut, CompletionRequest, error_responses
+from api.errors import ApiError, not_found, stream_error
+from api.models import COMMON_ERRORS, AnswerOut, CompletionRequest, ModelList, ModelOut, error_responses
 from penny import Answer
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*COMMON_ERRORS, 502, 503))
+MODEL = "penny"  # the one model: the router picks cache, passages, LLM or abstain per question
+STARTED = int(time.time())
+
+
+@router.get("/models")
+def list_models(caller: CallerDep) -> ModelList:
+    """The models a chat completion may name: just `penny`."""
+    return ModelList(data=[ModelOut(id=MODEL, created=STARTED)])
+
+
+@router.get("/models/{model}")
+def get_model(model: str, caller: CallerDep) -> ModelOut:
+    if model != MODEL:
+        raise not_found("model_not_found", f"no model {model!r}; the one model is {MODEL!r}")
+    return ModelOut(id=MODEL, created=STARTED)
 
 
 @router.post("/chat/completions", responses={200: {"content": {"text/event-stream": {}}}})

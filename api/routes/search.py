@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.answering import check_question
 from api.deps import CallerDep, ServicesDep
-from api.models import COMMON_ERRORS, PassageOut, SearchRequest, SearchResponse, error_responses
+from api.models import COMMON_ERRORS, SearchRequest, SearchResponse, error_responses
 from retrieval.search import SearchFilter
 
 router = APIRouter(prefix="/v1", tags=["search"], responses=error_responses(*COMMON_ERRORS, 503))
@@ -23,23 +23,4 @@ async def search(body: SearchRequest, caller: CallerDep, services: ServicesDep):
     result = await run_in_threadpool(services.searcher.search, query, body.k, search_filter)
     services.metrics.searches.inc()
     services.metrics.search_seconds.observe(time.monotonic() - started)
-    return SearchResponse(
-        passages=[
-            PassageOut(
-                rank=p.rank,
-                score=p.score,
-                dense_score=p.dense_score,
-                bm25_score=p.bm25_score,
-                chunk_id=p.chunk.id,
-                document_id=p.chunk.document_id,
-                title=p.chunk.title,
-                section=p.chunk.section,
-                source_path=p.chunk.source_path,
-                page=p.chunk.page,
-                text=p.chunk.text,
-            )
-            for p in result.passages
-        ],  # fmt: skip
-        confidence=result.confidence,
-        index_version=result.index_version,
-    )
+    return SearchResponse.model_validate(result)
