@@ -11,9 +11,15 @@ from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access = logging.getLogger("penny.api.access")
-# Library loggers held above INFO: sentence-transformers draws progress bars there, and httpx names every URL it
-# calls (the external tier's among them).
-QUIETED = {"sentence_transformers": logging.WARNING, "httpx": logging.WARNING, "httpcore": logging.WARNING}
+# Library loggers held above INFO: sentence-transformers draws progress bars there, and httpx (httpx2 under the
+# openai client) names every URL it calls (the external tier's among them).
+QUIETED = {
+    "sentence_transformers": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpx2": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "openai": logging.WARNING,
+}
 
 
 def configure_logging(level: int = logging.INFO) -> None:
