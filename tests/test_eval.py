@@ -350,7 +350,8 @@ def test_penny_eval_end_to_end_on_a_tiny_set(tmp_path):
     passages = report["strategies"]["passages"]
     assert passages["no_llm_share"] == 1.0 and passages["llm_tokens_per_answer"] == 0
     llm = [r for r in answers if r["strategy"] == "llm"]
-    assert all(r["cost"]["llm_prompt_tokens"] > 0 for r in llm if r["path"] != "error")
+    assert len(llm) == 3 and not [r for r in llm if r["path"] == "error"]  # an errored answer is no LLM answer
+    assert all(r["cost"]["llm_prompt_tokens"] > 0 for r in llm)
     assert report["paired"]["n"] == 3 and report["sweep"]["n"] == 3
     always = report["sweep"]["always_llm"]
     assert always["accuracy"] == pytest.approx(report["paired"]["strategies"]["llm"]["accuracy"])
