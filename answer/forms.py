@@ -34,9 +34,10 @@ _ASKS = (
     ("name", r"^\s*who\b|\bwhose\b|\bwhom\b|\bwhich (?:company|person|team|department|organi[sz]ation)\b"),
     (
         "block",
-        r"\bhow (?:do|can|should|would|could|does|to)\b|\bsteps?\b|\bprocedure\b|\bprocess\b|^\s*list\b|\ba list of\b|"
-        r"\bwhat are some\b|\bwhich \w+ (?:are|support)\b|\b(?:options|ways|types|kinds|"
-        r"requirements|prerequisites|features|components|methods|commands|benefits)\b",
+        r"\bhow (?:do|can|should|would|could|does|to)\b|\bsteps?\b|\bprocedure\b|\bthe process\b|^\s*list\b|"
+        r"\ba list of\b|\bwhat are some\b|\bwhich \w+ (?:are|support)\b|\b(?:what|which) (?:are|were) (?:the )?"
+        r"(?:\w+ )?(?:options|ways|types|kinds|requirements|prerequisites|features|components|methods|commands|"
+        r"benefits|parts|stages|phases)\b",
     ),
     (
         "explain",
@@ -149,6 +150,9 @@ def _block(lines: list[Line], tables: list[Table], best_line: int) -> tuple[int,
     for table in tables:
         members = (*table.header, *table.rows)
         if best_line in members or best_line == members[0] - 1:
+            under = _rows_under_heading(lines, table, best_line)
+            if under is not None:
+                return lines[under[0]].start, lines[under[-1]].end
             first = members[0] - 1 if _leads_in(lines, members[0] - 1) else members[0]
             return lines[first].start, lines[members[-1]].end
     line = lines[best_line] if best_line < len(lines) else None
@@ -167,6 +171,22 @@ def _block(lines: list[Line], tables: list[Table], best_line: int) -> tuple[int,
     if last == first:
         return None
     return lines[first].start, lines[last].end
+
+
+def _rows_under_heading(lines: list[Line], table: Table, best_line: int) -> list[int] | None:
+    """The rows from the in-table heading (a row with a label and no values: "Current assets | | ") at or above
+    the best line down to the next heading; None when the table has no such headings."""
+    headings = [row for row in table.rows if lines[row].cells[0].text and not any(c.text for c in lines[row].cells[1:])]
+    above = [row for row in headings if row <= best_line]
+    if not above:
+        return None
+    after = [row for row in table.rows if row > above[-1]]
+    rows = [above[-1]]
+    for row in after:
+        if row in headings:
+            break
+        rows.append(row)
+    return rows if len(rows) > 1 else None
 
 
 def _is_item(lines: list[Line], index: int) -> bool:

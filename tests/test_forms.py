@@ -100,11 +100,23 @@ def test_a_markdown_table_cell(embedder):
     assert shaped.text == "L5, Canada limit: CA$4,500"
 
 
+def test_table_rows_under_one_heading_are_a_block(embedder):
+    text = (
+        "Balance sheet (£m)\nItem | 2019 | 2018\nFixed assets |  | \nInvestments | 1,216.0 | 1,212.9\n"
+        "Current assets |  | \nDebtors | 4.5 | 152.5\nCash at bank | 20.1 | 18.3\nCreditors | (3.2) | (2.9)"
+    )
+    shaped = answer(embedder, "What are the components of current assets?", text)
+    assert shaped.form == "block"
+    assert spans_point_at_the_passage(text, shaped) == text[text.index("Current assets") :]
+
+
 def test_question_types():
     assert question_type("How many keeping-in-touch days can I work?") == "figure"
     assert question_type("When does the statement close?") == "date"
     assert question_type("Who has to sign off an expense claim?") == "name"
     assert question_type("How do I install the CLI on Linux?") == "block"
+    assert question_type("What are the main components of the control plane?") == "block"
+    assert question_type("What is the average excess tax benefits in 2018?") == "other"
     assert question_type("Why is the registry read-only?") == "explain"
 
 
