@@ -10,7 +10,9 @@ from pydantic import AfterValidator, AliasPath, BaseModel, ConfigDict, Field, co
 
 from penny import Answer, AnswerForm, AnswerPath
 
-MAX_ID = 2**63 - 1  # the catalogue's ids are signed 64-bit integers: a larger one cannot name a row
+# Ids fit SQLite's signed 64-bit integers; past 2^53 JSON numbers lose precision (JavaScript, many clients), and
+# the catalogue never counts that far: a larger id cannot name a row.
+MAX_ID = 2**53 - 1
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
 MAX_NAME_BYTES = 255  # NAME_MAX: the longest file or folder name in a path

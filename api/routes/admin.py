@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminDep, ServicesDep
@@ -40,7 +40,9 @@ async def start_ingest(body: IngestBody, _admin: AdminDep, services: ServicesDep
 
 @router.post("/documents", response_model=UploadStarted, status_code=202)
 async def upload_documents(
-    files: Annotated[list[UploadFile], File(description="One or more documents: md, txt, html, pdf, docx")],
+    files: Annotated[
+        list[UploadFile], File(min_length=1, description="One or more documents: md, txt, html, pdf, docx")
+    ],
     _admin: AdminDep,
     services: ServicesDep,
     groups: Annotated[list[str] | None, Form(description="Groups that may read them (repeat the field)")] = None,
@@ -67,8 +69,8 @@ async def upload_documents(
 
 
 @router.get("/jobs", response_model=list[JobOut])
-async def jobs(_admin: AdminDep, services: ServicesDep, limit: int = 20):
-    return await run_in_threadpool(list_jobs, services.settings, max(1, min(limit, 200)))
+async def jobs(_admin: AdminDep, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=200)] = 20):
+    return await run_in_threadpool(list_jobs, services.settings, limit)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)

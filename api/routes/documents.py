@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +24,7 @@ def _visible_groups(caller: Caller) -> list[str] | None:
 
 
 @router.get("", response_model=list[DocumentOut])
-async def documents(caller: CallerDep, services: ServicesDep, status: str | None = None):
+async def documents(caller: CallerDep, services: ServicesDep, status: Literal["indexed", "failed"] | None = None):
     return await run_in_threadpool(list_documents, services.settings, status, _visible_groups(caller))
 
 

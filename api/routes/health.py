@@ -41,6 +41,6 @@ async def readyz(services: ServicesDep):
     return {"status": "ready", "index_version": version, "llm_queue": services.gate.pending}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
 async def metrics(services: ServicesDep):
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
