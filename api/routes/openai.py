@@ -21,7 +21,7 @@ from api.errors import ApiError, not_found, stream_error
 from api.models import COMMON_ERRORS, AnswerOut, CompletionRequest, ModelList, ModelOut, error_responses
 from penny import Answer
 
-router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*COMMON_ERRORS, 502, 503))
+router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*COMMON_ERRORS, 404, 502, 503))
 MODEL = "penny"  # the one model: the router picks cache, passages, LLM or abstain per question
 STARTED = int(time.time())
 
