@@ -19,7 +19,7 @@ from api.body_limit import BodyLimit
 from api.errors import install_error_handlers
 from api.logs import AccessLog
 from api.routes import admin, chat, documents, health, openai, search, web
-from api.services import services_for
+from api.services import release, services_for
 from penny import IndexUnavailable, Settings, get_settings
 
 log = logging.getLogger("penny.api")
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except IndexUnavailable as exc:
             log.warning("starting without an index: %s", exc)
         yield
-        services.close()
+        release(settings)
 
     app = FastAPI(
         title="Penny",

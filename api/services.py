@@ -66,14 +66,25 @@ class Services:
         self.gate.close()
 
 
-_built: dict[int, Services] = {}
+# Keyed by the settings' values, not the object: an id can be reused once an object dies, and keeping one entry
+# per object kept every Settings ever passed alive.
+_built: dict[str, Services] = {}
 _built_lock = threading.Lock()
 
 
 def services_for(settings: Settings) -> Services:
-    """One Services per Settings object in this process (the settings dependency decides which)."""
+    """The one Services for these settings in this process (equal settings share it)."""
+    key = settings.model_dump_json()
     with _built_lock:
-        services = _built.get(id(settings))
-        if services is None or services.settings is not settings:
-            services = _built[id(settings)] = Services(settings)
+        services = _built.get(key)
+        if services is None:
+            services = _built[key] = Services(settings)
         return services
+
+
+def release(settings: Settings) -> None:
+    """Close the Services of these settings (an app shutting down); the next services_for builds fresh ones."""
+    with _built_lock:
+        services = _built.pop(settings.model_dump_json(), None)
+    if services is not None:
+        services.close()

@@ -246,11 +246,14 @@ def fold_duplicates(snapshot: Snapshot, rows: np.ndarray, fused: np.ndarray) -> 
     return order
 
 
-_shared: dict[int, Searcher] = {}
+_shared: dict[str, Searcher] = {}
+_sharing = threading.Lock()
 
 
 def get_searcher(settings: Settings) -> Searcher:
-    key = id(settings)
-    if key not in _shared:
-        _shared[key] = Searcher(settings)
-    return _shared[key]
+    """The process's Searcher for these settings, by value (equal settings share one; the object may come and go)."""
+    key = settings.model_dump_json()
+    with _sharing:
+        if key not in _shared:
+            _shared[key] = Searcher(settings)
+        return _shared[key]

@@ -46,3 +46,17 @@ def test_bad_files_fail_with_what_to_fix(tmp_path, monkeypatch):
     broken.write_text("llm_thread = 1\n")  # a misspelt field is refused, not ignored
     with pytest.raises(ValueError, match="llm_thread"):
         Settings()
+
+
+def test_process_wide_services_are_keyed_by_the_settings_values(tmp_path):
+    from api.services import release, services_for
+    from retrieval.search import get_searcher
+
+    first, equal, other = (Settings(data_dir=tmp_path / name) for name in ("a", "a", "b"))
+    assert get_searcher(first) is get_searcher(equal) and get_searcher(first) is not get_searcher(other)
+    services = services_for(first)
+    assert services_for(equal) is services and services_for(other) is not services
+    release(equal)  # an app shutting down: its services close, and the next caller gets fresh ones
+    assert services_for(first) is not services
+    release(first)
+    release(other)
