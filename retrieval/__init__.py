@@ -1,0 +1,10 @@
+"""Retrieval: the catalogue and the indexes, and search over them.
+
+Public surface (imported from its module, so that `import retrieval.catalogue` loads no model and no FAISS):
+- `retrieval.catalogue`: `Base`, the catalogue's tables (`Document`, `ChunkRow`, `EmbeddingRow`, `IngestionJob`,
+  `JobError`, `IndexVersion`), `open_catalogue`, `live_version`, `utcnow`
+- `retrieval.search`: `Searcher`, `SearchFilter`, `get_searcher`
+- `retrieval.indexer`: `embed_missing`, `publish_version`, `tidy_versions`: how ingest writes an index version
+- `retrieval.embedder`: `Embedder`, `get_embedder`, `load_tokenizer`
+- `retrieval.analysis`: `analyze`, the one text analysis BM25, the cache and eval share
+"""
