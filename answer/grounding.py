@@ -29,10 +29,11 @@ PASSAGE_CHARS = 1500  # a chunk holds at most ~256 word pieces; this bound only 
 
 def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
     numbered = "\n\n".join(
-        f"[{number}] {passage.chunk.title}" + (f" — {passage.chunk.section}" if passage.chunk.section else "")
+        f"[{number}] {passage.chunk.title}"
+        + (f" — {passage.chunk.section}" if passage.chunk.section else "")
         + f"\n{passage.chunk.text[:PASSAGE_CHARS]}"
         for number, passage in enumerate(passages, start=1)
-    )  # fmt: skip
+    )
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": f"Passages:\n\n{numbered}\n\nQuestion: {question}"},

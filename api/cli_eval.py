@@ -74,6 +74,8 @@ def eval_command(
     console.print(table(report["strategies"]))
     if report["sweep"] and report["sweep"]["operating_point"]:
         point = report["sweep"]["operating_point"]
-        console.print(f"operating point: threshold {point['threshold']}, accuracy {point['accuracy']:.3f}, "
-                      f"{point['llm_share']:.0%} to the LLM")  # fmt: skip
+        console.print(
+            f"operating point: threshold {point['threshold']}, accuracy {point['accuracy']:.3f}, "
+            f"{point['llm_share']:.0%} to the LLM"
+        )
     console.print("wrote " + ", ".join(str(path) for path in written))

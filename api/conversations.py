@@ -80,9 +80,10 @@ def read_conversation(sessions: sessionmaker[Session], caller: Caller, conversat
             else:
                 answer, content = _answer_of(message), message.content
             messages.append(
-                MessageOut(id=message.id, role=message.role, content=content, answer=answer,
-                           created_at=message.created_at)
-            )  # fmt: skip
+                MessageOut(
+                    id=message.id, role=message.role, content=content, answer=answer, created_at=message.created_at
+                )
+            )
         return ConversationOut(
             id=conversation.id, owner=conversation.owner, created_at=conversation.created_at, messages=messages
         )
@@ -114,8 +115,9 @@ def add_feedback(sessions: sessionmaker[Session], caller: Caller, message_id: in
             raise not_found("message_not_found", f"no message {message_id} in your conversations")
         if message.role != "assistant":
             raise ApiError(400, "not_an_answer", f"message {message_id} is a question; rate an answer's message id")
-        feedback = Feedback(message_id=message_id, user=caller.user, rating=rating, comment=comment,
-                            created_at=utcnow())  # fmt: skip
+        feedback = Feedback(
+            message_id=message_id, user=caller.user, rating=rating, comment=comment, created_at=utcnow()
+        )
         session.add(feedback)
         session.flush()
         return feedback.id

@@ -19,9 +19,11 @@ class Metrics:
         )
         self.llm_tokens = Counter("penny_llm_tokens", "LLM tokens, by kind (prompt|completion)", ["kind"], registry=r)
         self.cost_usd = Counter(
-            "penny_cost_usd", "Money spent on answers: local, and what hosted-API tokens would cost", ["kind"],
+            "penny_cost_usd",
+            "Money spent on answers: local, and what hosted-API tokens would cost",
+            ["kind"],
             registry=r,
-        )  # fmt: skip
+        )
         self.cache_hits = Counter("penny_cache_hits", "Answers served from the answer cache", registry=r)
         self.searches = Counter("penny_searches", "Searches served by /v1/search", registry=r)
         self.search_seconds = Histogram(
@@ -29,8 +31,9 @@ class Metrics:
         )
         self.llm_queue = Gauge("penny_llm_queue", "LLM requests waiting or running", registry=r)
         self.llm_rejected = Counter("penny_llm_rejected", "LLM requests refused because the queue was full", registry=r)
-        self.ingest_jobs = Counter("penny_ingest_jobs", "Ingestion jobs started over the API, by outcome", ["status"],
-                                   registry=r)  # fmt: skip
+        self.ingest_jobs = Counter(
+            "penny_ingest_jobs", "Ingestion jobs started over the API, by outcome", ["status"], registry=r
+        )
         self.ingest_documents = Counter(
             "penny_ingest_documents", "Documents changed by API ingestion jobs, by outcome", ["outcome"], registry=r
         )

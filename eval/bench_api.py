@@ -77,8 +77,13 @@ for line in open(sys.argv[1]):
         llm.append(question)
 print(json.dumps([passages, llm]))
 """
-    out = subprocess.run([sys.executable, "-c", script, str(REPO / "data/sample-questions.jsonl")], env=env,
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(REPO / "data/sample-questions.jsonl")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     passages, llm = json.loads(out.stdout.strip().splitlines()[-1])
     return passages, llm
 
@@ -218,15 +223,22 @@ def main() -> None:
     args = parser.parse_args()
 
     depth = 4
-    env = {**os.environ, "PENNY_DATA_DIR": str(args.data_dir), "PENNY_LLM_MODEL": args.llm_model,
-           "PENNY_RATE_LIMIT_PER_MINUTE": "1000000000", "PENNY_LLM_QUEUE_DEPTH": str(depth),
-           "PENNY_LLM_MAX_TOKENS": "128"}  # fmt: skip
-    subprocess.run([PENNY, "ingest", str(REPO / "data/corpus"), "--json"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    env = {
+        **os.environ,
+        "PENNY_DATA_DIR": str(args.data_dir),
+        "PENNY_LLM_MODEL": args.llm_model,
+        "PENNY_RATE_LIMIT_PER_MINUTE": "1000000000",
+        "PENNY_LLM_QUEUE_DEPTH": str(depth),
+        "PENNY_LLM_MAX_TOKENS": "128",
+    }
+    subprocess.run(
+        [PENNY, "ingest", str(REPO / "data/corpus"), "--json"], env=env, check=True, stdout=subprocess.DEVNULL
+    )
     passages, llm = sort_questions(env)
     print(f"{len(passages)} passage-path and {len(llm)} LLM-path questions in data/sample-questions.jsonl")
-    created = subprocess.run([PENNY, "keys", "create", "--user", "bench", "--json"], env=env, check=True,
-                             capture_output=True, text=True)  # fmt: skip
+    created = subprocess.run(
+        [PENNY, "keys", "create", "--user", "bench", "--json"], env=env, check=True, capture_output=True, text=True
+    )
     token = json.loads(created.stdout)["key"]
     server = subprocess.Popen([PENNY, "serve", "--port", str(args.port)], env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{args.port}"
@@ -241,8 +253,10 @@ def main() -> None:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("the server did not become ready")
             time.sleep(0.3)
-        print(f"server {url}: LLM {args.llm_model}, queue depth {depth}, {args.seconds:.0f} s per phase, "
-              f"{os.cpu_count()} cores")  # fmt: skip
+        print(
+            f"server {url}: LLM {args.llm_model}, queue depth {depth}, {args.seconds:.0f} s per phase, "
+            f"{os.cpu_count()} cores"
+        )
         asyncio.run(run(args, url, token, passages, llm, depth))
     finally:
         server.terminate()  # uvicorn waits for requests in flight, LLM ones included: give it a while, then stop it

@@ -34,8 +34,11 @@ def run_ingest(folder: Path, data_dir: Path) -> tuple[dict, float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     done = subprocess.run(
         [str(Path(sys.executable).with_name("penny")), "ingest", str(folder), "--json"],
-        env=env, cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         sys.exit(f"penny ingest failed ({done.returncode}):\n{done.stderr[-3000:]}")
     wall = time.perf_counter() - started
@@ -96,14 +99,18 @@ def main() -> None:
     db_bytes = sum(p.stat().st_size for p in data_dir.glob("catalogue.db*"))
     chunks = first["chunks_added"]
     print(f"corpus: {folder}  ({files} files, {megabytes:.1f} MB)")
-    print(f"full ingest:      {first_wall:8.1f} s wall  {chunks} chunks  {chunks / first_wall:6.1f} chunks/s  "
-          f"{files / first_wall:5.2f} files/s  peak RSS {first_rss:,.0f} MB")  # fmt: skip
+    print(
+        f"full ingest:      {first_wall:8.1f} s wall  {chunks} chunks  {chunks / first_wall:6.1f} chunks/s  "
+        f"{files / first_wall:5.2f} files/s  peak RSS {first_rss:,.0f} MB"
+    )
     print(f"  stages (s):     {first['seconds']}  embedded {first['chunks_embedded']} unique chunk texts")
     print(f"  failed/skipped: {first['failed']}/{first['skipped']}")
     kept = second["index_version"] or "kept"
     ratio = second_wall / first_wall
-    print(f"unchanged re-run: {second_wall:8.1f} s wall  ({second['unchanged']} unchanged, index version {kept})  "
-          f"ratio {ratio:.3f} of full")  # fmt: skip
+    print(
+        f"unchanged re-run: {second_wall:8.1f} s wall  ({second['unchanged']} unchanged, index version {kept})  "
+        f"ratio {ratio:.3f} of full"
+    )
     print(f"on disk: index {index_bytes / 1e6:.1f} MB, catalogue {db_bytes / 1e6:.1f} MB")
     queries_file = folder.parent / "queries.jsonl"
     if queries_file.exists():

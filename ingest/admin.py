@@ -10,10 +10,19 @@ from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, open
 
 def _document_dict(doc: Document) -> dict:
     return {
-        "id": doc.id, "path": doc.path, "source": doc.source, "title": doc.title, "doc_type": doc.doc_type,
-        "groups": doc.groups, "status": doc.status, "error": doc.error, "chunk_count": doc.chunk_count,
-        "sha256": doc.sha256, "size": doc.size, "updated_at": doc.updated_at,
-    }  # fmt: skip
+        "id": doc.id,
+        "path": doc.path,
+        "source": doc.source,
+        "title": doc.title,
+        "doc_type": doc.doc_type,
+        "groups": doc.groups,
+        "status": doc.status,
+        "error": doc.error,
+        "chunk_count": doc.chunk_count,
+        "sha256": doc.sha256,
+        "size": doc.size,
+        "updated_at": doc.updated_at,
+    }
 
 
 def list_documents(settings: Settings, status: str | None = None, groups: list[str] | None = None) -> list[dict]:
@@ -48,7 +57,7 @@ def show_document(settings: Settings, document_id: int) -> dict:
                     "token_count": c.token_count,
                 }
                 for c in chunks
-            ],  # fmt: skip
+            ],
         }
 
 
@@ -70,6 +79,6 @@ def list_jobs(settings: Settings, limit: int = 20, job_id: int | None = None) ->
                     "index_version": job.index_version,
                     "message": job.message,
                     "errors": [{"path": e.path, "kind": e.kind, "reason": e.reason} for e in errors],
-                }  # fmt: skip
+                }
             )
         return jobs

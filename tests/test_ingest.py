@@ -364,8 +364,10 @@ def test_a_job_killed_midway_leaves_the_old_index_live_and_the_next_run_finishes
     env = {**os.environ, "PENNY_DATA_DIR": str(settings.data_dir), "PENNY_EMBED_BATCH_SIZE": "8"}
     job = subprocess.Popen(
         [str(Path(sys.executable).with_name("penny")), "ingest", str(corpus)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     baseline = _job_state(settings)[1]
     deadline = time.time() + 300
     while time.time() < deadline and job.poll() is None:

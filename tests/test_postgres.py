@@ -51,15 +51,23 @@ def postgres_url():
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
     port = _free_port()
-    subprocess.run([*as_user, binaries / "initdb", "-D", data, "-U", "penny", "--auth=trust"], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [*as_user, binaries / "initdb", "-D", data, "-U", "penny", "--auth=trust"], check=True, capture_output=True
+    )
     options = f"-k {sockets} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
     # the server's output goes to a log file: a pipe would be held open by the server and never reach EOF
-    subprocess.run([*as_user, binaries / "pg_ctl", "-D", data, "-l", root / "server.log", "-o", options, "-w",
-                    "start"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [*as_user, binaries / "pg_ctl", "-D", data, "-l", root / "server.log", "-o", options, "-w", "start"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        subprocess.run([*as_user, binaries / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "penny", "penny"],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [*as_user, binaries / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "penny", "penny"],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql+psycopg://penny@127.0.0.1:{port}/penny"
     finally:
         subprocess.run([*as_user, binaries / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)

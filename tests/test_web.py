@@ -12,8 +12,15 @@ from api_support import LEAVE_QUESTION, build_corpus, key, live_server
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run")  # fmt: skip
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 
 if not CHROMEDRIVER.exists() or not (shutil.which("chromium") or shutil.which("chromium-browser")):
     pytest.skip("chromium and chromium-driver are not installed (`make browser`)", allow_module_level=True)
