@@ -136,6 +136,28 @@ class Answer:
     form: AnswerForm | None = None  # the passage answer's shape (passage path, and cache hits of one), else None
 
 
+# The one vocabulary of Answer.flags: each flag is a name below, alone or as "name:detail". Eval counts them by
+# name (`flag_name`); tests/test_flags.py checks that the router raises no flag missing here, and none here goes unused.
+FLAGS: dict[str, str] = {
+    "cached_from": "served from the answer cache; detail: the path the cached answer took",
+    "rewrite": "a follow-up was read as a stand-alone question; detail: how (kept, ellipsis, context, llm)",
+    "llm_unavailable": "the local model could not run (detail: why); another tier or the passages answered",
+    "escalated": "the local model's answer failed its checks, so the external tier answered",
+    "llm_timeout": "the local model hit llm_timeout_seconds and was cut short",
+    "external_timeout": "the external tier hit external_timeout_seconds",
+    "llm_declined": "the local model said the passages do not answer: Penny abstains",
+    "external_declined": "the external model said the passages do not answer: Penny abstains",
+    "unsupported_numbers": "the generated text named numbers found in no supplied passage; detail: those numbers",
+    "fell_back_to_passages": "the generated text was replaced by the extractive passage answer",
+    "replaced_streamed_text": "the text streamed so far is not the final answer: show Answer.text instead",
+}
+
+
+def flag_name(flag: str) -> str:
+    """The vocabulary name of a flag ("cached_from:passages" -> "cached_from")."""
+    return flag.split(":", 1)[0]
+
+
 # ---------------------------------------------------------------- configuration
 
 

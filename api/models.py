@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasPath, BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from penny import Answer, AnswerForm, AnswerPath
+from penny import FLAGS, Answer, AnswerForm, AnswerPath
 
 # Ids fit SQLite's signed 64-bit integers; past 2^53 JSON numbers lose precision (JavaScript, many clients), and
 # the catalogue never counts that far: a larger id cannot name a row.
@@ -87,6 +87,10 @@ COMMON_ERRORS = (400, 401, 408, 413, 422, 429)
 
 # ---------------------------------------------------------------- answers
 
+_FLAGS_DOC = "What happened on the way, each `name` or `name:detail` (penny.FLAGS): " + "; ".join(
+    f"`{name}`: {meaning}" for name, meaning in FLAGS.items()
+)
+
 
 class CitationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)  # built from penny.Citation as it is
@@ -129,7 +133,7 @@ class AnswerOut(BaseModel):
     citations: list[CitationOut]
     cost: CostOut
     standalone_question: str = ""
-    flags: list[str] = Field([], description="What happened on the way; penny.FLAGS lists them")
+    flags: list[str] = Field([], description=_FLAGS_DOC)
     related: list[CitationOut] = Field(default=[], description="Closest documents when the path is abstain")
     form: AnswerForm | None = Field(None, description="A passage answer's shape: figure|span|sentence|block|passage")
 
