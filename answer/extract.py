@@ -119,7 +119,7 @@ def _embed_cached(
     """Vectors of `texts` (from the process's sentence cache where possible) and of the question; one embedding
     call for whatever is missing. Popular documents' sentences are embedded once per process."""
     with _cache_lock:
-        known = {text: _sentence_vectors.get((embedder.model_name, text)) for text in dict.fromkeys(texts)}
+        known = {text: _sentence_vectors.get((embedder.cache_key, text)) for text in dict.fromkeys(texts)}
     missing = [text for text, vector in known.items() if vector is None]
     batch = missing if question_vector is not None else [question, *missing]
     embed_calls = 0
@@ -131,7 +131,7 @@ def _embed_cached(
         known.update(zip(missing, fresh, strict=True))
         with _cache_lock:
             for text, vector in zip(missing, fresh, strict=True):
-                _sentence_vectors[(embedder.model_name, text)] = vector
+                _sentence_vectors[(embedder.cache_key, text)] = vector
             while len(_sentence_vectors) > SENTENCE_CACHE:
                 _sentence_vectors.popitem(last=False)
     if not texts:

@@ -139,7 +139,7 @@ class Answerer:
         search_filter = SearchFilter(
             groups=None if groups is None else tuple(groups), document_ids=tuple(int(i) for i in document_ids)
         )
-        scope = scope_key(groups, document_ids)
+        scope = scope_key(groups, document_ids, self.settings)
         use_cache = use_cache and strategy == "routed"
 
         if use_cache:

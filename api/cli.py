@@ -17,7 +17,6 @@ from rich.table import Table
 from api.cli_ask import ask
 from api.cli_eval import eval_command
 from api.terminal import console, errors, fail, settings
-from ingest.pipeline import Progress
 from penny import PennyError
 
 app = typer.Typer(
@@ -29,6 +28,8 @@ documents_app = typer.Typer(help="List, inspect and delete ingested documents.",
 app.add_typer(documents_app, name="documents")
 app.command()(ask)
 app.command("eval")(eval_command)
+models_app = typer.Typer(help="Prepare the local models Penny runs.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 
 @app.callback()
@@ -41,13 +42,16 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debu
 # ---------------------------------------------------------------- ingestion
 
 
-class _BarProgress(Progress):
-    """Draws the job's progress on a terminal: files with files/s and chunks/s, then chunks embedded."""
+class _BarProgress:
+    """Draws the job's progress on a terminal: files with files/s and chunks/s, then chunks embedded. It has
+    ingest.pipeline.Progress's methods without importing it: commands that never ingest never load the parsers."""
 
     def __init__(self, bar: Bar) -> None:
         self.bar = bar
         self.task = bar.add_task("parsing", total=None, rate="")
         self.chunks = 0
+
+    def job_started(self, job_id: int) -> None: ...
 
     def start(self, files: int) -> None:
         self.bar.update(self.task, total=files)
@@ -108,8 +112,22 @@ def ingest(
         f"{counts['failed']} failed, {counts['skipped']} skipped; {counts['chunks_added']} chunks "
         f"({counts['chunks_embedded']} embedded); index version {report.index_version or 'unchanged'}"
     )
+    for line in report.rebuilt:
+        console.print(f"  settings changed: {line}")
     for error in report.errors:
         console.print(f"  {error['kind']:<12} {error['path']}: {error['reason']}")
+
+
+@models_app.command("prepare")
+def models_prepare(force: Annotated[bool, typer.Option(help="Export again even when a checked copy exists.")] = False):
+    """Export the embedding model to int8 ONNX in the models directory (offline, from its package; ~20 s once)."""
+    from retrieval.onnx_model import prepare_onnx_model
+
+    try:
+        model = prepare_onnx_model(settings(), force=force)
+    except PennyError as exc:
+        fail(exc)
+    console.print(f"{model.model_file} (sha256 {model.sha256[:12]}, {model.dimension} dimensions)")
 
 
 @app.command()

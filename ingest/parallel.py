@@ -77,7 +77,7 @@ def parse_files(paths: list[str], settings: Settings) -> Iterator[Parsed]:
                  settings.chunk_overlap_tokens)
         for path in paths
     ]  # fmt: skip
-    workers = min(settings.parse_workers or multiprocessing.cpu_count(), len(jobs))
+    workers = min(settings.parse_worker_count, len(jobs))
     if workers < 2 or len(jobs) < MIN_FILES_FOR_POOL:
         yield from map(parse_file, jobs)
         return

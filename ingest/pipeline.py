@@ -24,11 +24,29 @@ from ingest.chunk import ChunkDraft, chunk_document
 from ingest.parallel import parse_files
 from ingest.parse import PARSER_VERSION, SUPPORTED, Block, ParsedDocument, ParseFailure, doc_type_of
 from penny import BadInput, PennyError, Settings
-from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, open_catalogue, utcnow
+from retrieval.build import Difference, build_settings, chunking_key, differences, stale_stages
+from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, live_version, open_catalogue, utcnow
 from retrieval.embedder import get_embedder
-from retrieval.indexer import embed_missing, index_text, publish_version, text_sha256, tidy_versions
+from retrieval.indexer import (
+    embed_missing,
+    index_text,
+    indexed_texts,
+    publish_version,
+    text_sha256,
+    tidy_versions,
+)
+from retrieval.snapshot import read_manifest
 
 log = logging.getLogger("penny.ingest")
+
+
+# What the next job redoes when a build setting changed (retrieval/build.py's stages).
+_REDO = {
+    "chunking": "re-chunking the documents cut with the old settings, embedding only chunks not seen before",
+    "embedding": "re-embedding every chunk with the new model or variant",
+    "bm25": "rebuilding the BM25 index (embeddings reused)",
+    "ann": "rebuilding the dense index (embeddings reused)",
+}
 
 
 class JobAlreadyRunning(PennyError):
@@ -49,6 +67,8 @@ class JobReport:
     chunks_added: int = 0
     chunks_embedded: int = 0
     index_version: int | None = None
+    # settings that changed since the live version was built, each with what it costs (re-chunk, re-embed, rebuild)
+    rebuilt: list[str] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage: scan, embed, publish
 
@@ -169,6 +189,8 @@ class _Plan:
 
     groups: list[str]
     source: str
+    chunking: str
+    stale: list[Difference] = field(default_factory=list)  # build settings the live version differs in
     staged: list[_Staged] = field(default_factory=list)
     relabelled: list[str] = field(default_factory=list)
     touched: list[tuple[str, float]] = field(default_factory=list)
@@ -177,7 +199,7 @@ class _Plan:
 
     @property
     def changes_index(self) -> bool:
-        return bool(self.staged or self.relabelled or self.gone)
+        return bool(self.staged or self.relabelled or self.gone or self.stale)
 
 
 def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport, progress: Progress) -> None:
@@ -187,7 +209,8 @@ def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport
     progress.start(len(files))
     started = time.perf_counter()
     known = _known_documents(sessions)
-    plan = _Plan(groups=sorted(set(request.groups)), source=request.source)
+    plan = _Plan(groups=sorted(set(request.groups)), source=request.source, chunking=chunking_key(settings))
+    plan.stale = _stale_build(settings, sessions)
     to_parse: dict[str, _Staged] = {}
     for path in files:
         report.files_seen += 1
@@ -221,6 +244,16 @@ def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport
     _embed_and_publish(settings, sessions, embedder, plan, known, report, progress)
 
 
+def _stale_build(settings: Settings, sessions) -> list[Difference]:
+    """The settings the live index version was built with that differ from today's (none when nothing is live)."""
+    with sessions() as session:
+        version = live_version(session)
+    if version is None:
+        return []
+    manifest = read_manifest(settings, version) or {}
+    return differences(manifest.get("build"), build_settings(settings, manifest.get("chunks", 0)))
+
+
 def _known_documents(sessions) -> dict[str, Document]:
     with sessions() as session:
         known = {doc.path: doc for doc in session.scalars(select(Document))}
@@ -234,6 +267,13 @@ def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report:
         for item in plan.staged
         for t in (index_text(item.parsed.title, d.section, d.text) for d in item.drafts)
     }
+    stages = stale_stages(plan.stale)
+    report.rebuilt = [f"{d.describe()}: {_REDO[d.stage]}" for d in plan.stale]
+    for line in report.rebuilt:
+        log.info("settings changed since the live index version: %s", line)
+    if "embedding" in stages:  # a new model or variant: every chunk kept is embedded again
+        with sessions() as session:
+            texts = {**indexed_texts(session), **texts}
     started = time.perf_counter()
     report.chunks_embedded = embed_missing(
         sessions,
@@ -247,7 +287,7 @@ def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report:
     started = time.perf_counter()
     with sessions.begin() as session:
         for item in plan.staged:
-            _store_document(session, item, known.get(item.path), plan.groups, plan.source, report)
+            _store_document(session, item, known.get(item.path), plan, report)
         for path, mtime in plan.touched:
             session.execute(update(Document).where(Document.path == path).values(mtime=mtime))
         for path in plan.relabelled:
@@ -296,7 +336,8 @@ def ingest_records(
     with _job(settings, [Path(f"record://{source}")]) as (sessions, report):
         embedder = get_embedder(settings)
         known = _known_documents(sessions)
-        plan = _Plan(groups=sorted(set(groups or ["everyone"])), source=source)
+        plan = _Plan(groups=sorted(set(groups or ["everyone"])), source=source, chunking=chunking_key(settings))
+        plan.stale = _stale_build(settings, sessions)
         progress.start(len(records))
         for record in records:
             report.files_seen += 1
@@ -304,7 +345,7 @@ def ingest_records(
             content = f"{record.title}\n{record.text}".encode()
             digest = hashlib.sha256(content).hexdigest()
             doc = known.get(path)
-            if doc and doc.sha256 == digest and doc.groups == plan.groups:
+            if doc and doc.sha256 == digest and doc.groups == plan.groups and doc.chunking == plan.chunking:
                 report.unchanged += 1
             else:
                 item = _Staged(path=path, sha256=digest, size=len(content), mtime=0.0)
@@ -350,7 +391,8 @@ def _examine(path: Path, known: Document | None, settings: Settings, groups: lis
             )
         same_labels = known is not None and known.groups == groups and known.source == source
         indexed = known is not None and known.status == "indexed"
-        if indexed and known.parser_version < PARSER_VERSION:  # read by an older parser: read it again
+        # read by an older parser, or cut with other chunking settings: read it again
+        if indexed and (known.parser_version < PARSER_VERSION or known.chunking != chunking_key(settings)):
             return _Staged(path=str(path), sha256="", size=stat.st_size, mtime=stat.st_mtime)
         if indexed and known.size == stat.st_size and known.mtime == stat.st_mtime:
             return "unchanged" if same_labels else "relabel"
@@ -365,9 +407,7 @@ def _examine(path: Path, known: Document | None, settings: Settings, groups: lis
     return _Staged(path=str(path), sha256=digest, size=stat.st_size, mtime=stat.st_mtime)
 
 
-def _store_document(
-    session: Session, item: _Staged, known: Document | None, groups: list[str], source: str, report: JobReport
-) -> None:
+def _store_document(session: Session, item: _Staged, known: Document | None, plan: _Plan, report: JobReport) -> None:
     document = session.get(Document, known.id) if known else None
     if document is None:
         document = Document(path=item.path, created_at=utcnow())
@@ -377,8 +417,9 @@ def _store_document(
         session.execute(delete(ChunkRow).where(ChunkRow.document_id == document.id))
         report.updated += 1
     parsed = item.parsed
-    document.source, document.sha256, document.size, document.mtime = source, item.sha256, item.size, item.mtime
-    document.title, document.doc_type, document.groups = parsed.title[:500], parsed.doc_type, groups
+    document.source, document.sha256, document.size, document.mtime = plan.source, item.sha256, item.size, item.mtime
+    document.title, document.doc_type, document.groups = parsed.title[:500], parsed.doc_type, plan.groups
+    document.chunking = plan.chunking
     document.status, document.error, document.chunk_count = "indexed", None, len(item.drafts)
     document.parser_version = PARSER_VERSION
     document.updated_at = utcnow()

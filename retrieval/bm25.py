@@ -16,6 +16,8 @@ import numpy as np
 from retrieval.analysis import analyze, analyze_many
 
 FORMAT_VERSION = 1
+# Recorded in every index version's manifest (retrieval/build.py): other values need a rebuild.
+BM25_PARAMETERS = {"bm25_k1": 1.5, "bm25_b": 0.75}
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each build at DEBUG on its own handler
 
 
@@ -39,7 +41,7 @@ class Bm25sIndex:
     def build(cls, texts: list[str]) -> Bm25sIndex:
         import bm25s
 
-        model = bm25s.BM25(k1=1.5, b=0.75)
+        model = bm25s.BM25(k1=BM25_PARAMETERS["bm25_k1"], b=BM25_PARAMETERS["bm25_b"])
         model.index(analyze_many(texts), show_progress=False)
         return cls(model)
 
@@ -69,7 +71,7 @@ class RankBm25Index:
 
         self._tokens = tokens
         # rank-bm25 divides by the corpus size: an empty corpus gets one empty row that no query matches
-        self._model = BM25Okapi(tokens or [[]], k1=1.5, b=0.75)
+        self._model = BM25Okapi(tokens or [[]], k1=BM25_PARAMETERS["bm25_k1"], b=BM25_PARAMETERS["bm25_b"])
 
     @classmethod
     def build(cls, texts: list[str]) -> RankBm25Index:

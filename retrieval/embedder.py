@@ -1,4 +1,10 @@
-"""The sentence embedder: all-MiniLM-L6-v2 from its package on the index, never from a model hub."""
+"""The sentence embedder: all-MiniLM-L6-v2 from its package on the index, never from a model hub.
+
+Two backends give the same vectors (cosine >= 0.99, tests/test_encoder.py): int8 ONNX run by onnxruntime, the
+default, about 3x cheaper per passage than torch and without torch's import; and torch through
+sentence-transformers (PENNY_EMBED_BACKEND=torch). Every cached embedding is keyed by `Embedder.cache_key`, which
+names the backend's variant, so switching backends re-embeds instead of mixing vector spaces.
+"""
 
 from __future__ import annotations
 
@@ -37,25 +43,39 @@ def resolve_model_path(name: str) -> Path:
     return Path(module.get_model_path())
 
 
-def load_tokenizer(model_name: str):
-    """The model's own tokenizer alone: chunk sizes are measured with it, and it loads without torch."""
-    from transformers import AutoTokenizer
+def embedding_key(settings: Settings) -> str:
+    """What the embeddings table and index manifests call this model and variant. torch keeps the bare model name
+    (what every cache held before the ONNX variant existed)."""
+    if settings.embed_backend == "torch":
+        return settings.embedding_model
+    return f"{settings.embedding_model}@{settings.embed_backend}"
 
-    return AutoTokenizer.from_pretrained(str(resolve_model_path(model_name)))
+
+def load_tokenizer(model_name: str):
+    """The model's own tokenizer (its tokenizer.json) alone: chunk sizes are measured with it, and it loads in
+    milliseconds, without transformers or torch."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(resolve_model_path(model_name) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
 
 
 def count_tokens(tokenizer, texts: list[str]) -> list[int]:
-    encoded = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-    return [len(ids) for ids in encoded]
+    return [len(encoding.ids) for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
 class Embedder:
     """Batch embedding of passages and queries into unit vectors (so inner product is cosine similarity)."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.model_name = settings.embedding_model
+        self.backend = settings.embed_backend
+        self.cache_key = embedding_key(settings)
         self.batch_size = settings.embed_batch_size
-        self.threads = settings.embed_threads
+        self.threads = settings.embed_thread_count
         # One short text (a query) is embedded on fewer threads: on 2 shared cores a 2-thread forward pass of a
         # short query collapses when another process is busy (measured in eval/bench_retrieval.py).
         self.single_threads = settings.search_threads
@@ -64,15 +84,12 @@ class Embedder:
         self._busy = False
 
     @cached_property
-    def model(self):
-        import torch
-        import transformers
-        from sentence_transformers import SentenceTransformer
+    def model(self) -> _TorchEncoder | _OnnxEncoder:
+        if self.backend == "torch":
+            return _TorchEncoder(resolve_model_path(self.model_name), self.threads)
+        from retrieval.onnx_model import load_onnx_model
 
-        transformers.logging.disable_progress_bar()
-        transformers.logging.set_verbosity_error()
-        torch.set_num_threads(self.threads)
-        return SentenceTransformer(str(resolve_model_path(self.model_name)), device="cpu")
+        return _OnnxEncoder(load_onnx_model(self.settings), self.batch_size)
 
     @cached_property
     def tokenizer(self):
@@ -80,11 +97,11 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        return self.model.get_embedding_dimension()
+        return self.model.dimension
 
     @property
     def max_tokens(self) -> int:
-        return self.model.max_seq_length
+        return self.model.max_tokens
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return count_tokens(self.tokenizer, texts)
@@ -113,15 +130,11 @@ class Embedder:
         return request.vectors
 
     def _run(self, batch: list[_Request]) -> None:
-        import torch
-
         texts = [text for request in batch for text in request.texts]
         try:
-            torch.set_num_threads(self.threads if len(texts) > 1 else self.single_threads)
-            vectors = np.asarray(
-                self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True),
-                dtype=np.float32,
-            )
+            # a full batch is throughput work (ingestion); a few short texts (queries, answer sentences) are not
+            threads = self.threads if len(texts) >= self.batch_size else self.single_threads
+            vectors = self.model.encode(texts, self.batch_size, threads)
             start = 0
             for request in batch:
                 request.vectors = vectors[start : start + len(request.texts)]
@@ -138,6 +151,77 @@ class Embedder:
         return self.embed([text])[0]
 
 
+class _TorchEncoder:
+    """sentence-transformers on torch: the reference the ONNX export is checked against."""
+
+    def __init__(self, folder: Path, threads: int) -> None:
+        import torch
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()
+        torch.set_num_threads(threads)
+        self._torch = torch
+        self.model = SentenceTransformer(str(folder), device="cpu")
+        self.dimension = self.model.get_embedding_dimension()
+        self.max_tokens = self.model.max_seq_length
+
+    def encode(self, texts: list[str], batch_size: int, threads: int) -> np.ndarray:
+        self._torch.set_num_threads(threads)
+        vectors = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class _OnnxEncoder:
+    """The int8 ONNX export on onnxruntime: the model's tokenizer, mean pooling over real tokens, unit length."""
+
+    def __init__(self, model, batch_size: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.model = model
+        self.dimension = model.dimension
+        self.max_tokens = model.max_tokens
+        self.tokenizer = Tokenizer.from_file(str(model.tokenizer_file))
+        self.tokenizer.enable_truncation(max_length=model.max_tokens)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of each batch
+        self._sessions: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def session(self, threads: int):
+        """One session per thread count (onnxruntime fixes it when a session is made); made on first use."""
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime
+
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                # threads that spin between ops burn a shared core for nothing
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                self._sessions[threads] = onnxruntime.InferenceSession(
+                    str(self.model.model_file), options, providers=["CPUExecutionProvider"]
+                )
+            return self._sessions[threads]
+
+    def encode(self, texts: list[str], batch_size: int, threads: int) -> np.ndarray:
+        session = self.session(threads)
+        encodings = self.tokenizer.encode_batch(texts)  # not padded yet: only to sort by length
+        order = np.argsort([-len(encoding.ids) for encoding in encodings], kind="stable")
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            batch = self.tokenizer.encode_batch([texts[i] for i in rows])
+            ids = np.array([e.ids for e in batch], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
+            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden[0] * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            vectors[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+
 @dataclass
 class _Request:
     texts: list[str]
@@ -145,12 +229,15 @@ class _Request:
     error: BaseException | None = None
 
 
-_shared: dict[tuple[str, int, int, int], Embedder] = {}
+_shared: dict[tuple, Embedder] = {}
 
 
 def get_embedder(settings: Settings) -> Embedder:
-    """One embedder per model and thread count per process: the model is loaded once."""
-    key = (settings.embedding_model, settings.embed_threads, settings.search_threads, settings.embed_batch_size)
+    """One embedder per model, variant and thread count per process: the model is loaded once."""
+    key = (
+        settings.embedding_model, settings.embed_backend, str(settings.models_dir), settings.embed_thread_count,
+        settings.search_threads, settings.embed_batch_size,
+    )  # fmt: skip
     if key not in _shared:
         _shared[key] = Embedder(settings)
     return _shared[key]

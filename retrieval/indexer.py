@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from penny import Settings
+from retrieval.build import OTHERWISE_CHUNKED, build_settings, chunking_key
 from retrieval.catalogue import ChunkRow, Document, EmbeddingRow, IndexVersion
-from retrieval.embedder import Embedder
+from retrieval.embedder import Embedder, embedding_key
 from retrieval.snapshot import DocumentMeta, IndexRows, remove_unused_versions, write_version
 
 _LOOKUP_BATCH = 500
@@ -50,7 +51,7 @@ def embed_missing(
     """Embed the texts whose hash has no cached embedding, committing batch by batch so a killed job keeps its
     work. Returns how many texts were embedded."""
     with sessions() as session:
-        todo = sorted(missing_embeddings(session, embedder.model_name, texts_by_hash))
+        todo = sorted(missing_embeddings(session, embedder.cache_key, texts_by_hash))
     on_start(len(todo))
     batch_size = max(embedder.batch_size * 4, 64)
     for i in range(0, len(todo), batch_size):
@@ -58,11 +59,21 @@ def embed_missing(
         vectors = embedder.embed([texts_by_hash[h] for h in batch])
         with sessions.begin() as session:
             session.add_all(
-                EmbeddingRow(text_sha256=h, model=embedder.model_name, vector=v.tobytes())
+                EmbeddingRow(text_sha256=h, model=embedder.cache_key, vector=v.tobytes())
                 for h, v in zip(batch, vectors, strict=True)
             )
         on_batch(len(batch))
     return len(todo)
+
+
+def indexed_texts(session: Session) -> dict[str, str]:
+    """Every indexed chunk's text by hash: what a new embedding model or variant must embed."""
+    rows = session.execute(
+        select(ChunkRow.text_sha256, ChunkRow.title, ChunkRow.section, ChunkRow.text)
+        .join(Document)
+        .where(Document.status == "indexed")
+    )
+    return {row.text_sha256: index_text(row.title, row.section, row.text) for row in rows}
 
 
 def publish_version(session: Session, settings: Settings, dimension: int, job_id: int | None) -> int:
@@ -75,7 +86,7 @@ def publish_version(session: Session, settings: Settings, dimension: int, job_id
         .where(Document.status == "indexed")
         .order_by(ChunkRow.id)
     ).all()
-    vectors = _vectors_for(session, settings.embedding_model, [row.text_sha256 for row in rows], dimension)
+    vectors = _vectors_for(session, embedding_key(settings), [row.text_sha256 for row in rows], dimension)
     version = (session.scalar(select(func.max(IndexVersion.version))) or 0) + 1
     index_rows = IndexRows(
         chunk_ids=np.array([row.id for row in rows], dtype=np.int64),
@@ -88,7 +99,12 @@ def publish_version(session: Session, settings: Settings, dimension: int, job_id
             for d in documents
         ],
     )
-    write_version(settings, version, index_rows)
+    build = build_settings(settings, len(rows))
+    chunking = chunking_key(settings)
+    otherwise = sum(1 for document in documents if document.chunking != chunking)
+    if otherwise:  # documents outside the folders ingested since a chunking change: the index is mixed
+        build["chunking"][OTHERWISE_CHUNKED] = otherwise
+    write_version(settings, version, index_rows, build)
     for live in session.scalars(select(IndexVersion).where(IndexVersion.status == "live")):
         live.status = "retired"
     session.add(IndexVersion(version=version, status="live", chunk_count=len(rows), job_id=job_id))

@@ -18,6 +18,7 @@ import numpy as np
 
 from penny import IndexUnavailable, Settings
 from retrieval.bm25 import Bm25Index, build_bm25, load_bm25, save_bm25
+from retrieval.build import build_settings, check_build
 from retrieval.dense import build_dense, load_dense, save_dense
 
 FORMAT_VERSION = 1
@@ -59,6 +60,7 @@ class Snapshot:
                 f"index in {folder} has format {self.manifest.get('format')}, this Penny reads {FORMAT_VERSION}: "
                 "re-run `penny ingest` to rebuild it"
             )
+        check_build(self.manifest, settings, str(folder))
         self.folder = folder
         self.version: int = self.manifest["version"]
         try:
@@ -84,8 +86,9 @@ def version_folder(settings: Settings, version: int) -> Path:
     return settings.index_dir / f"v{version}"
 
 
-def write_version(settings: Settings, version: int, rows: IndexRows) -> Path:
-    """Write version `version` completely under a temporary name, then rename it into place."""
+def write_version(settings: Settings, version: int, rows: IndexRows, build: dict | None = None) -> Path:
+    """Write version `version` completely under a temporary name, then rename it into place. `build` is what the
+    manifest records of the settings that shaped it (retrieval/build.py), by default today's settings."""
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     final = version_folder(settings, version)
     if final.exists():  # left by a job that died after writing but before its catalogue commit
@@ -109,6 +112,7 @@ def write_version(settings: Settings, version: int, rows: IndexRows) -> Path:
             "embedding_model": settings.embedding_model,
             "bm25_backend": settings.bm25_backend,
             "approximate": len(rows.chunk_ids) >= settings.ann_min_chunks,
+            "build": build or build_settings(settings, len(rows.chunk_ids)),
         }
         # the manifest is written last: its presence marks a complete folder
         _write_durably(staging / "manifest.json", json.dumps(manifest, indent=2))
@@ -118,6 +122,14 @@ def write_version(settings: Settings, version: int, rows: IndexRows) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+def read_manifest(settings: Settings, version: int) -> dict | None:
+    """The manifest of version `version`, or None when its folder is gone or incomplete."""
+    try:
+        return json.loads((version_folder(settings, version) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def remove_unused_versions(settings: Settings, keep: set[int]) -> None:

@@ -280,10 +280,19 @@ def test_semantic_hits_need_the_same_numbers_and_terms():
 
 
 def test_cache_keys():
+    settings = Settings()
     assert normalise("  How  are YOU? ") == normalise("how are you")
-    assert scope_key(None, ()) != scope_key([], ())
-    assert scope_key(["b", "a"], ()) == scope_key(["a", "b", "a"], ())
-    assert scope_key(["a"], [1]) != scope_key(["a"], [2])
+    assert scope_key(None, (), settings) != scope_key([], (), settings)
+    assert scope_key(["b", "a"], (), settings) == scope_key(["a", "b", "a"], (), settings)
+    assert scope_key(["a"], [1], settings) != scope_key(["a"], [2], settings)
+
+
+def test_cache_keys_follow_the_settings_that_shape_answers():
+    base = scope_key(["a"], (), Settings())
+    assert scope_key(["a"], (), Settings(max_question_chars=500)) == base  # does not change an answer
+    for change in ({"passage_threshold": 0.6}, {"passage_answer": "passage"}, {"llm_model": "smollm2-135m"},
+                   {"abstain_floor": 0.3}, {"embed_backend": "torch"}):  # fmt: skip
+        assert scope_key(["a"], (), Settings(**change)) != base, change
 
 
 # ---------------------------------------------------------------- grounding and follow-ups
