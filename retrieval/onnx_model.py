@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from penny import ModelNotFound, Settings
+from retrieval.model_files import resolve_model_path
 
 VARIANT = "onnx-int8"
 # Bump when the recipe changes: the folder is rebuilt and every embedding made with the old one is re-made.
@@ -104,8 +105,6 @@ def _checked(folder: Path) -> OnnxModel | None:
 
 
 def _build(settings: Settings, folder: Path) -> None:
-    from retrieval.embedder import resolve_model_path
-
     source = resolve_model_path(settings.embedding_model)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
