@@ -222,8 +222,9 @@ class Settings(BaseSettings):
     candidates: int = Field(50, ge=1)
 
     # answering
-    # chosen with eval/bench_answer.py's sweep on data/sample-questions.jsonl and an ocp-4.15 slice (see answer/)
-    passage_threshold: float = Field(0.55, ge=0.0, le=1.0)
+    # the LLM answers when it is expected to raise P(correct) by at least this over the passage answer
+    # (answer/policy.py; chosen with `penny eval`'s sweep on the dev sets): higher is cheaper; 1 never, -1 always
+    router_min_gain: float = Field(0.2, ge=-1.0, le=1.0)
     abstain_floor: float = Field(0.25, ge=0.0, le=1.0)
     semantic_cache_similarity: float = Field(0.95, ge=0.0, le=1.0)
     llm_model: str = "qwen2.5-coder-1.5b"  # a known packaged model name, or a path to any GGUF file

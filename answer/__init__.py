@@ -1,5 +1,5 @@
 """Answering questions: the router that picks the cheapest path that is still right, and prices every answer."""
 
-from answer.router import Answerer, NeedsLlm
+from answer.router import Answerer, Plan
 
-__all__ = ["Answerer", "NeedsLlm"]
+__all__ = ["Answerer", "Plan"]

@@ -19,13 +19,14 @@ from typing import Literal
 
 import numpy as np
 
-from answer import external, followup, grounding
+from answer import correctness, external, followup, grounding
 from answer.cache import AnswerCache, scope_key
 from answer.cost import price
 from answer.extract import pick_sentences, score_sentences
 from answer.forms import shape
 from answer.llm import Generation, get_llm
-from penny import Answer, BadInput, Citation, Cost, ModelNotFound, Passage, PennyError, SearchResult, Settings
+from answer.policy import COMBINES, Policy, route, route_inputs
+from penny import Answer, BadInput, Citation, Cost, ModelNotFound, Passage, SearchResult, Settings
 from retrieval.catalogue import open_catalogue
 from retrieval.search import Searcher, SearchFilter, get_searcher
 
@@ -36,19 +37,6 @@ SEARCH_DEPTH = 5
 ABSTAIN_DOCUMENTS = 3
 REWRITE_MAX_TOKENS = 48
 NOT_ANSWERED = "The documents I can search do not answer this question."
-# Questions whose answer combines several facts: a single extracted sentence rarely answers them.
-_COMBINES = re.compile(
-    r"\b(?:compare|comparison|difference|differ|versus|vs\.?|both|combined|in total|altogether|sum of|"
-    r"how many more|how much more|which is (?:larger|bigger|higher|longer|more|less|cheaper))\b",
-    re.IGNORECASE,
-)
-
-
-class NeedsLlm(PennyError):
-    """Raised instead of generating when the caller forbade the LLM (`allow_llm=False`) and the route needs it:
-    the API answers cache, passage and abstain questions at once and queues only these for its LLM worker."""
-
-    code = "needs_llm"
 
 
 @dataclass
@@ -58,12 +46,14 @@ class _Work:
     question: str
     standalone: str
     focus: str = ""  # what the answering sentences must answer: the follow-up itself when context was attached
-    started_cpu: float = field(default_factory=time.process_time)
+    cpu_seconds: float = 0.0  # process CPU time of the plan and of the finish, summed
     cost: Cost = field(default_factory=Cost)
     flags: list[str] = field(default_factory=list)
     vector: np.ndarray | None = None
     external_prompt_tokens: int = 0
     external_completion_tokens: int = 0
+    span_score: float = 0.0  # the passage answer's best sentence score (answer.extract)
+    span_passage: str = ""  # the passage it was taken from
     load_cpu_seconds: float = 0.0  # loading the LLM once per process: not charged to the answer that triggered it
 
     def add_generation(self, generation: Generation, remote: bool = False) -> None:
@@ -77,6 +67,30 @@ class _Work:
             self.cost.llm_cpu_seconds += generation.cpu_seconds
 
 
+@dataclass
+class Plan:
+    """One question answered short of generation (Answerer.plan): the route, and the answer when the route needs
+    no LLM. Hand it to Answerer.finish, in another thread if you like (the API's LLM worker)."""
+
+    work: _Work
+    strategy: Strategy
+    path: str  # cache, passages, abstain, llm or external
+    history: tuple[tuple[str, str], ...]
+    search_filter: SearchFilter
+    scope: str
+    use_cache: bool
+    rewrite_method: str
+    result: SearchResult | None = None
+    answer: Answer | None = None
+    features: dict[str, float] = field(default_factory=dict)  # answer.correctness.features, when estimated
+    p_passage: float = 0.0  # estimated P(the passage answer is correct)
+    p_llm: float = 0.0  # estimated P(the LLM's answer is correct)
+
+    @property
+    def needs_llm(self) -> bool:
+        return self.answer is None
+
+
 class Answerer:
     """Answers questions over the live index. Creating one loads nothing; the LLM loads on first need."""
 
@@ -84,6 +98,7 @@ class Answerer:
         self.settings = settings
         self._searcher = searcher
         self._cache: AnswerCache | None = None
+        self.correctness_model = correctness.CorrectnessModel.packaged()
 
     @property
     def searcher(self) -> Searcher:
@@ -107,10 +122,9 @@ class Answerer:
         strategy: Strategy = "routed",
         document_ids: Sequence[int] = (),
         use_cache: bool = True,
-        allow_llm: bool = True,
     ) -> Answer:
         final = None
-        for item in self.stream(question, history, groups, strategy, document_ids, use_cache, allow_llm):
+        for item in self.stream(question, history, groups, strategy, document_ids, use_cache):
             if isinstance(item, Answer):
                 final = item
         assert final is not None
@@ -124,13 +138,26 @@ class Answerer:
         strategy: Strategy = "routed",
         document_ids: Sequence[int] = (),
         use_cache: bool = True,
-        allow_llm: bool = True,
     ) -> Iterator[str | Answer]:
         """Yield text deltas as they are produced, then the final Answer. The Answer's text is authoritative: when
         a generated text fails its checks the Answer carries the replacement and the flag `replaced_streamed_text`."""
+        return self.finish(self.plan(question, history, groups, strategy, document_ids, use_cache))
+
+    def plan(
+        self,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        groups: Sequence[str] | None = None,
+        strategy: Strategy = "routed",
+        document_ids: Sequence[int] = (),
+        use_cache: bool = True,
+    ) -> Plan:
+        """Everything short of generation: the cache lookup, retrieval, the passage answer and the route, costed.
+        A plan whose route needs no LLM carries its finished answer; `finish` does the generation of the rest."""
         question = self._validate(question, history, strategy)
         version = self.searcher.snapshot().version
         self.searcher.embedder.model  # noqa: B018  (a one-time load is not part of any answer's cost)
+        started = time.process_time()
         rewrite = followup.rewrite_heuristic(question, history)
         work = _Work(question=question, standalone=rewrite.question)
         work.focus = question if rewrite.method == "context" else rewrite.question
@@ -141,33 +168,56 @@ class Answerer:
         )
         scope = scope_key(groups, document_ids, self.settings)
         use_cache = use_cache and strategy == "routed"
-
+        plan = Plan(work=work, strategy=strategy, path="cache", history=tuple(history), search_filter=search_filter,
+                    scope=scope, use_cache=use_cache, rewrite_method=rewrite.method)  # fmt: skip
         if use_cache:
-            cached = self._lookup(work, scope, version)
-            if cached is not None:
-                yield cached.text
-                yield cached
-                return
+            plan.answer = self._lookup(work, scope, version)
+        if plan.answer is None:
+            plan.result = self._search(work, search_filter)
+            candidate = self._estimate(plan)
+            plan.path = self._route(plan)
+            if plan.path == "abstain":
+                plan.answer = self._abstain(work, plan.result)
+            elif plan.path == "passages":
+                plan.answer = candidate
+        work.cpu_seconds += time.process_time() - started
+        if plan.answer is not None:
+            plan.answer = self._close(plan, plan.answer)
+        return plan
 
-        result = self._search(work, search_filter)
-        path = self._route(strategy, result, work.standalone)
-        if path in ("llm", "external") and not allow_llm:
-            raise NeedsLlm(f"answering this question needs the {path} model")
-        if path in ("llm", "external") and rewrite.method == "context" and self.settings.followup_llm_rewrite:
-            result, path = yield from self._rewrite_with_llm(work, history, search_filter, strategy, result, path)
+    def finish(self, plan: Plan) -> Iterator[str | Answer]:
+        """Yield the plan's answer: at once when it has one, else generated by the LLM (text deltas, then it)."""
+        if plan.answer is not None:
+            yield plan.answer.text
+            yield plan.answer
+            return
+        work, result, path = plan.work, plan.result, plan.path
+        assert result is not None
+        started = time.process_time()
+        try:
+            if plan.rewrite_method == "context" and self.settings.followup_llm_rewrite:
+                result, path = yield from self._rewrite_with_llm(
+                    work, plan.history, plan.search_filter, plan.strategy, result, path
+                )
+            if path == "abstain":
+                answer = self._abstain(work, result)
+            elif path == "passages":
+                answer = self._passages(work, result)
+            else:
+                answer = yield from self._generate(work, result, path, plan.strategy)
+            if answer.path != "llm" and answer.path != "external":
+                yield answer.text
+        finally:
+            work.cpu_seconds += time.process_time() - started
+        plan.result = result
+        yield self._close(plan, answer)
 
-        if path == "abstain":
-            answer = self._abstain(work, result)
-        elif path == "passages":
-            answer = self._passages(work, result)
-        else:
-            answer = yield from self._generate(work, result, path, strategy)
-        if answer.path != "llm" and answer.path != "external":
-            yield answer.text
-        answer = self._finish(work, answer)
-        if use_cache and answer.path in ("passages", "llm", "external"):
-            self.cache.store(work.standalone, self._question_vector(work), scope, result.index_version, answer)
-        yield answer
+    def _close(self, plan: Plan, answer: Answer) -> Answer:
+        answer = self._finish(plan.work, answer)
+        if plan.use_cache and answer.path in ("passages", "llm", "external") and plan.result is not None:
+            self.cache.store(plan.work.standalone, self._question_vector(plan.work), plan.scope,
+                             plan.result.index_version, answer)  # fmt: skip
+        return answer
 
     # ------------------------------------------------------------ steps
 
@@ -198,26 +248,41 @@ class Answerer:
             return None
         answer = Answer(text=hit.text, path="cache", confidence=hit.confidence, citations=hit.citations,
                         flags=[*work.flags, *hit.flags], form=hit.form)  # fmt: skip
-        return self._finish(work, answer)
+        return answer
 
     def _search(self, work: _Work, search_filter: SearchFilter) -> SearchResult:
         depth = max(SEARCH_DEPTH, self.settings.llm_passages)
-        result = self.searcher.search(work.standalone, k=depth, search_filter=search_filter)
+        result = self.searcher.search(work.standalone, k=depth, search_filter=search_filter, query_vector=work.vector)
         work.vector = result.query_vector
         work.cost.embed_calls += result.embed_calls
         work.cost.retrieval_cpu_ms += result.cpu_ms
         return result
 
-    def _route(self, strategy: Strategy, result: SearchResult, question: str) -> str:
+    def _estimate(self, plan: Plan) -> Answer | None:
+        """The passage answer the route may pick, and the estimated P(correct) of it and of the LLM's answer."""
+        result, work = plan.result, plan.work
+        assert result is not None
+        if not result.passages or plan.strategy not in ("routed", "passages"):
+            return None
+        candidate = self._passages(work, result)
+        quote = candidate.citations[0].quote if candidate.citations else candidate.text
+        plan.features = correctness.features(
+            work.standalone, bool(COMBINES.search(work.standalone)), result.confidence, result.passages, quote,
+            work.span_passage, work.span_score, candidate.form,
+        )  # fmt: skip
+        plan.p_passage, plan.p_llm = self.correctness_model.estimate(plan.features)
+        return candidate
+
+    def _route(self, plan: Plan) -> str:
+        result = plan.result
+        assert result is not None
         if not result.passages:
             return "abstain"
-        if strategy != "routed":
-            return strategy
-        if result.confidence < self.settings.abstain_floor:
-            return "abstain"
-        if result.confidence >= self.settings.passage_threshold and not _COMBINES.search(question):
-            return "passages"
-        return "llm"
+        if plan.strategy != "routed":
+            return plan.strategy
+        policy = Policy(abstain_floor=self.settings.abstain_floor, min_gain=self.settings.router_min_gain)
+        inputs = route_inputs(plan.work.standalone, True, result.confidence, plan.p_passage, plan.p_llm)
+        return route(inputs, policy)
 
     def _rewrite_with_llm(self, work, history, search_filter, strategy, result, path):
         """The heuristic leaned on context and retrieval was not confident: the LLM, which answers next anyway,
@@ -238,7 +303,7 @@ class Answerer:
         work.vector = None
         work.flags = [flag for flag in work.flags if not flag.startswith("rewrite:")] + ["rewrite:llm"]
         new_result = self._search(work, search_filter)
-        return new_result, self._route(strategy, new_result, rewritten)
+        return new_result, "abstain" if not new_result.passages else path
         yield  # a generator, so the caller can `yield from` it like the other steps
 
     def _load_llm(self, work: _Work):
@@ -257,6 +322,7 @@ class Answerer:
         work.cost.embed_calls += calls
         chosen = pick_sentences(scored, self.settings.answer_sentences)
         passage = candidates[chosen[0].passage_index]
+        work.span_score, work.span_passage = chosen[0].score, passage.chunk.text
         shaped = shape(work.focus, passage.chunk.text, chosen, self.settings.passage_answer)
         cited = replace(citation(passage, passage.chunk.text[shaped.start : shaped.end]), passage=passage.chunk.text,
                         span_start=shaped.start, span_end=shaped.end)  # fmt: skip
@@ -341,7 +407,7 @@ class Answerer:
         return Answer(text=renumbered, path=path, confidence=result.confidence, citations=cited), None
 
     def _finish(self, work: _Work, answer: Answer) -> Answer:
-        work.cost.cpu_seconds = time.process_time() - work.started_cpu - work.load_cpu_seconds
+        work.cost.cpu_seconds = work.cpu_seconds - work.load_cpu_seconds
         price(work.cost, self.settings, work.external_prompt_tokens, work.external_completion_tokens)
         return replace(answer, question=work.question, standalone_question=work.standalone, cost=work.cost,
                        flags=[*work.flags, *(flag for flag in answer.flags if flag not in work.flags)])  # fmt: skip

@@ -1,9 +1,9 @@
-"""Answering for the API: check the question, then answer off the LLM when the router can, and through the LLM
-gate only when it cannot.
+"""Answering for the API: check the question, plan its answer in the ordinary thread pool, and hand the LLM gate
+only the generation.
 
-Every question first runs in the ordinary thread pool with the LLM forbidden: cache, passage and abstain
-answers finish there and never queue. Only when the router says the LLM is needed does the question go to the
-gate's single worker (retrieval runs again there, ~10 ms against seconds of generation).
+Answerer.plan does the cache lookup, retrieval, the passage answer and the routing decision: cache, passage and
+abstain answers finish there and never queue. Only a plan that needs the LLM goes to the gate's single worker,
+which runs Answerer.finish on it (generation only: retrieval is not redone, and the plan's cost is kept).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 
 from starlette.concurrency import run_in_threadpool
 
-from answer import NeedsLlm
 from api.errors import ApiError
 from api.keys import Caller
 from api.services import Services
@@ -60,21 +59,14 @@ async def answer(
     started = time.monotonic()
     answerer = services.answerer
 
-    def run(allow_llm: bool) -> Answer:
-        return answerer.answer(
-            question,
-            history=list(history),
-            groups=list(caller.groups),
-            strategy="routed",
-            document_ids=tuple(document_ids),
-            use_cache=use_cache,
-            allow_llm=allow_llm,
-        )
+    def plan():
+        return answerer.plan(question, list(history), list(caller.groups), "routed", tuple(document_ids), use_cache)
 
-    try:
-        result = await run_in_threadpool(run, False)
-    except NeedsLlm:
-        result = await services.gate.run(run, True)
+    def finish(planned) -> Answer:
+        return [item for item in answerer.finish(planned) if isinstance(item, Answer)][-1]
+
+    planned = await run_in_threadpool(plan)
+    result = await services.gate.run(finish, planned) if planned.needs_llm else finish(planned)
     services.metrics.observe_answer(result, time.monotonic() - started)
     return result
 
@@ -90,24 +82,13 @@ async def stream(
     """Text deltas, then the final Answer. The gate is entered (or refused with 503) before the first item."""
     started = time.monotonic()
     answerer = services.answerer
-    groups = list(caller.groups)
-
-    def run(allow_llm: bool):
-        return answerer.stream(
-            question, list(history), groups, "routed", tuple(document_ids), use_cache, allow_llm=allow_llm
-        )
-
-    def off_llm() -> list[str | Answer]:
-        return list(run(False))
-
-    try:
-        items = await run_in_threadpool(off_llm)
-    except NeedsLlm:
-        items = None
-    if items is not None:
-        source = _replay(items)
+    planned = await run_in_threadpool(
+        answerer.plan, question, list(history), list(caller.groups), "routed", tuple(document_ids), use_cache
+    )
+    if planned.needs_llm:
+        source = services.gate.stream(lambda: answerer.finish(planned))
     else:
-        source = services.gate.stream(lambda: run(True))
+        source = _replay(list(answerer.finish(planned)))
 
     async def observed() -> AsyncIterator[str | Answer]:
         async for item in source:

@@ -65,16 +65,16 @@ def sort_questions(env: dict[str, str]) -> tuple[list[str], list[str]]:
     """Passage-path and LLM-path questions, as the router routes them (run in a child so this process stays light)."""
     script = """
 import json, sys
-from answer import Answerer, NeedsLlm
+from answer import Answerer
 from penny import Settings
 answerer, passages, llm = Answerer(Settings()), [], []
 for line in open(sys.argv[1]):
     question = json.loads(line)["question"]
-    try:
-        if answerer.answer(question, use_cache=False, allow_llm=False).path == "passages":
-            passages.append(question)
-    except NeedsLlm:
+    plan = answerer.plan(question, use_cache=False)
+    if plan.needs_llm:
         llm.append(question)
+    elif plan.path == "passages":
+        passages.append(question)
 print(json.dumps([passages, llm]))
 """
     out = subprocess.run(

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 
 _WORD = re.compile(r"\w+")
@@ -74,6 +75,14 @@ def answer_token_recall(passages: Sequence[str], answers: Sequence[str]) -> floa
     return best
 
 
-def mean(values: Iterable[float]) -> float:
+def mean(values: Iterable[float]) -> float | None:
+    """The arithmetic mean; None when there are no values (a figure that is unknown, not zero)."""
     values = list(values)
-    return sum(values) / len(values) if values else 0.0
+    return sum(values) / len(values) if values else None
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The q-th percentile (0-100) by linear interpolation between closest ranks (numpy's default); None when
+    there are no values. Every latency percentile in eval is this one."""
+    values = list(values)
+    return float(np.percentile(values, q)) if values else None

@@ -11,7 +11,11 @@ Definitions (also written into report.json):
   price of the LLM tokens the answers used;
 - no_llm_share: share of answers that used zero LLM tokens; llm_share: the rest, the share sent to an LLM (an
   LLM answer that declined and became an abstention still counts: the LLM ran);
-- latency: wall-clock milliseconds of Answerer.answer, p50 and p95 by linear interpolation (numpy.percentile).
+- latency: wall-clock milliseconds of Answerer.answer, p50 and p95 by eval.metrics.percentile;
+- means: eval.metrics.mean; token F1: eval.quality.token_f1 (the only F1 in eval);
+- routed (replayed): when the run has passage and LLM answers but no routed ones, the routed answer of each question
+  is the one answer.policy.route picks from the recorded ones at the configured PENNY_ROUTER_MIN_GAIN;
+- a target whose figure is unknown (no answers, no correct answer) is reported "unknown", never met.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from answer.router import _COMBINES as COMBINES  # the router's "needs several facts" rule, replayed by the sweep
+from answer.correctness import CorrectnessModel
+from answer.policy import Policy, route, route_inputs  # the router's own policy, replayed by the sweep
+from eval.metrics import mean, percentile
 from eval.quality import CORRECT_RECALL
 from eval.runner import Run, load_records
 
@@ -35,12 +39,8 @@ CORRECT_DEFINITION = (
     "reference answer, or an unanswerable question abstained on"
 )
 PLOT = "cost_quality.png"
-_SWEEP_GRID = [round(0.05 * step, 2) for step in range(21)]
-
-
-def _mean(values: Iterable[float]) -> float | None:
-    values = list(values)
-    return sum(values) / len(values) if values else None
+_SWEEP_GRID = [-1.0, -0.3, -0.2, -0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0]
+_mean = mean
 
 
 def _tokens(record: dict[str, Any]) -> int:
@@ -93,8 +93,8 @@ def summarise(answers: Sequence[dict[str, Any]], retrieval: dict[str, dict[str, 
         "llm_prompt_tokens": sum(int((r.get("cost") or {}).get("llm_prompt_tokens", 0)) for r in answers),
         "llm_completion_tokens": sum(int((r.get("cost") or {}).get("llm_completion_tokens", 0)) for r in answers),
         "llm_tokens_per_answer": _per(sum(_tokens(r) for r in answers), n),
-        "p50_latency_ms": float(np.percentile(latencies, 50)) if latencies else None,
-        "p95_latency_ms": float(np.percentile(latencies, 95)) if latencies else None,
+        "p50_latency_ms": percentile(latencies, 50),
+        "p95_latency_ms": percentile(latencies, 95),
         "cost_per_answer_usd": _per(local, n),
         "cost_per_correct_answer_usd": _per(local, correct),
         "cost_per_answer_usd_api_equivalent": _per(api, n),
@@ -108,7 +108,7 @@ def summarise(answers: Sequence[dict[str, Any]], retrieval: dict[str, dict[str, 
 
 @dataclass(frozen=True)
 class SweepPoint:
-    threshold: float
+    threshold: float  # the router's min_gain (PENNY_ROUTER_MIN_GAIN); inf: always the LLM; nan: as measured
     llm_share: float
     accuracy: float
     answer_f1: float
@@ -116,45 +116,65 @@ class SweepPoint:
     cost_per_answer_usd_api_equivalent: float
 
 
+def estimates(record: dict[str, Any], model: CorrectnessModel) -> tuple[float, float]:
+    """P(passage correct), P(LLM correct) of a passage record, recomputed from its features with `model` (so a refit
+    is replayed without re-answering); the recorded ones when it has no features."""
+    if record.get("features"):
+        return model.estimate(record["features"])
+    return record.get("p_passage", 0.0), record.get("p_llm", 0.0)
+
+
 def replay_router(
-    passages: Sequence[dict[str, Any]], llm: Sequence[dict[str, Any]], threshold: float, abstain_floor: float
+    passages: Sequence[dict[str, Any]],
+    llm: Sequence[dict[str, Any]],
+    min_gain: float,
+    abstain_floor: float,
+    model: CorrectnessModel | None = None,
 ) -> list[dict[str, Any]]:
-    """The record the router would have produced for each question at this passage threshold, from the recorded
-    passage and LLM outcomes: abstain below the floor (costing what the passage answer cost), the passage answer
-    at or above the threshold unless the question combines facts, else the LLM answer."""
+    """The record the router would have produced for each question at this min_gain, from the recorded passage and
+    LLM outcomes, by answer.policy.route itself: an abstention costs what the passage answer cost."""
+    model = model or CorrectnessModel.packaged()
+    policy = Policy(abstain_floor=abstain_floor, min_gain=min_gain)
     routed = []
     for by_passage, by_llm in zip(passages, llm, strict=True):
-        confidence = by_passage["confidence"] if by_passage["confidence"] is not None else 0.0
-        if confidence < abstain_floor:
+        found = by_passage["path"] != "abstain"  # the passages strategy abstains only when nothing was found
+        p_passage, p_llm = estimates(by_passage, model)
+        path = route(route_inputs(by_passage["question"], found, by_passage["confidence"], p_passage, p_llm), policy)
+        if path == "abstain":
             correct = by_passage["unanswerable"]
             routed.append(by_passage | {"path": "abstain", "abstained": True, "correct": correct,
                                         "answer_f1": 0.0, "answer_recall": 0.0, "similarity": 0.0})  # fmt: skip
-        elif confidence >= threshold and not COMBINES.search(by_passage["question"]):
+        elif path == "passages":
             routed.append(by_passage)
         else:
             routed.append(by_llm)
     return routed
 
 
-def sweep(records: dict[str, dict[str, dict[str, Any]]], abstain_floor: float) -> dict[str, Any] | None:
-    """The router's cost-quality curve over passage thresholds, on the graded questions answered by both the
-    passages and the llm strategies, and the cheapest threshold whose accuracy is at least always-LLM's."""
+def _paired_records(records: dict[str, dict[str, dict[str, Any]]]) -> tuple[list, list] | None:
     if "passages" not in records or "llm" not in records:
         return None
     qids = sorted(q for q in records["llm"] if q in records["passages"] and records["llm"][q]["graded"])
     if not qids:
         return None
-    passages = [records["passages"][q] for q in qids]
-    llm = [records["llm"][q] for q in qids]
-    confidences = {p["confidence"] for p in passages if p["confidence"] is not None}
-    thresholds = sorted(set(_SWEEP_GRID) | confidences | {math.inf})
-    points = [_point(t, replay_router(passages, llm, t, abstain_floor)) for t in thresholds]
+    return [records["passages"][q] for q in qids], [records["llm"][q] for q in qids]
+
+
+def sweep(records: dict[str, dict[str, dict[str, Any]]], abstain_floor: float) -> dict[str, Any] | None:
+    """The router's cost-quality curve over min_gain, on the graded questions answered by both the passages and
+    the llm strategies, and the cheapest min_gain whose accuracy is at least always-LLM's."""
+    paired = _paired_records(records)
+    if paired is None:
+        return None
+    passages, llm = paired
+    model = CorrectnessModel.packaged()
+    points = [_point(t, replay_router(passages, llm, t, abstain_floor, model)) for t in _SWEEP_GRID]
     always_llm = _point(math.inf, llm)
-    passages_only = _point(0.0, passages)
+    passages_only = _point(1.0, replay_router(passages, llm, 1.0, 0.0, model))
     good_enough = [p for p in points if p.accuracy >= always_llm.accuracy - 1e-12]
     best = min(good_enough, key=lambda p: (p.cost_per_answer_usd, -p.accuracy, -p.threshold), default=None)
     result: dict[str, Any] = {
-        "n": len(qids),
+        "n": len(passages),
         "quality": "accuracy (share correct)",
         "abstain_floor": abstain_floor,
         "always_llm": _as_dict(always_llm),
@@ -164,10 +184,19 @@ def sweep(records: dict[str, dict[str, dict[str, Any]]], abstain_floor: float) -
         "points": [_as_dict(p) for p in points],
     }
     if "routed" in records:
-        measured = [records["routed"][q] for q in qids if q in records["routed"]]
-        if len(measured) == len(qids):
+        measured = [records["routed"][r["qid"]] for r in passages if r["qid"] in records["routed"]]
+        if len(measured) == len(passages):
             result["routed_measured"] = _as_dict(_point(math.nan, measured))
     return result
+
+
+def replayed_routed(records: dict[str, dict[str, dict[str, Any]]], settings) -> dict[str, dict[str, Any]] | None:
+    """Routed answers replayed at the configured min_gain, for a run with passage and LLM answers only."""
+    paired = _paired_records(records)
+    if paired is None or "routed" in records:
+        return None
+    routed = replay_router(*paired, settings.router_min_gain, settings.abstain_floor)
+    return {r["qid"]: r | {"strategy": "routed"} for r in routed}
 
 
 def _point(threshold: float, routed: Sequence[dict[str, Any]]) -> SweepPoint:
@@ -204,7 +233,7 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
     ):
         curve = sorted(result["points"], key=lambda p: p[field])
         axis.plot([p[field] * 1000 for p in curve], [p["accuracy"] for p in curve], "-", color="0.6",
-                  marker=".", label="router, threshold sweep")  # fmt: skip
+                  marker=".", label="router, min-gain sweep")  # fmt: skip
         marks = [("passages_only", "s", "passages only"), ("always_llm", "^", "always LLM"),
                  ("routed_measured", "o", "routed (measured)"),
                  ("operating_point", "*", "operating point")]  # fmt: skip
@@ -235,6 +264,9 @@ def build_report(run: Run) -> dict[str, Any]:
     for record in records:
         if record["kind"] == "answer" and record["strategy"] in run.config.strategies:
             by_strategy.setdefault(record["strategy"], {})[record["qid"]] = record
+    replayed = replayed_routed(by_strategy, run.settings)
+    if replayed:
+        by_strategy["routed"] = replayed
     common = set(sampled)
     for answered in by_strategy.values():
         common &= set(answered)
@@ -248,13 +280,14 @@ def build_report(run: Run) -> dict[str, Any]:
         "has_qrels": run.eval_set.has_qrels,
         "settings": {
             "llm_model": settings.llm_model,
-            "passage_threshold": settings.passage_threshold,
+            "router_min_gain": settings.router_min_gain,
             "abstain_floor": settings.abstain_floor,
             "usd_per_cpu_core_hour": settings.usd_per_cpu_core_hour,
             "api_usd_per_1m_prompt": settings.api_usd_per_1m_prompt,
             "api_usd_per_1m_completion": settings.api_usd_per_1m_completion,
         },  # fmt: skip
         "correct_definition": CORRECT_DEFINITION,
+        "routed_replayed": bool(replayed),
         "strategies": {name: summarise(list(answered.values()), retrieval) for name, answered in by_strategy.items()},
         "paired": {
             "n": len(common),
@@ -271,27 +304,38 @@ def build_report(run: Run) -> dict[str, Any]:
 
 
 def targets(paired: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """Issue 6's targets on the questions both answered: routed accuracy >= always-LLM's, <= 30 % of questions
-    sent to the LLM, and <= 1/5 of always-LLM's cost per answer (local and API-equivalent)."""
+    """Issue 10's targets on the questions both answered: routed accuracy >= always-LLM's, routed F1 >= always-LLM's
+    - 0.02, >= 80 % of answers with zero LLM tokens, cost per correct answer <= 1/10 of always-LLM's (local and
+    API-equivalent). Each is True, False or None (unknown: a figure it needs is missing)."""
     routed, llm = paired.get("routed"), paired.get("llm")
     if not routed or not llm or not routed["n"]:
         return None
 
     def ratio(key: str) -> float | None:
-        return routed[key] / llm[key] if llm[key] else None
+        if routed[key] is None or not llm[key]:
+            return None
+        return routed[key] / llm[key]
 
-    checks = {
-        "accuracy_at_least_llm": routed["accuracy"] >= llm["accuracy"],
-        "llm_share_at_most_30pct": routed["llm_share"] <= 0.30,
-        "local_cost_at_most_one_fifth": (ratio("cost_per_answer_usd") or 0.0) <= 0.2,
-        "api_cost_at_most_one_fifth": (ratio("cost_per_answer_usd_api_equivalent") or 0.0) <= 0.2,
-    }
-    return checks | {
+    def check(value: float | None, ok) -> bool | None:
+        return None if value is None else bool(ok(value))
+
+    f1_gap = None if routed["answer_f1"] is None or llm["answer_f1"] is None else routed["answer_f1"] - llm["answer_f1"]
+    accuracy_gap = (
+        None if routed["accuracy"] is None or llm["accuracy"] is None else routed["accuracy"] - llm["accuracy"]
+    )
+    local, api = ratio("cost_per_correct_answer_usd"), ratio("cost_per_correct_answer_usd_api_equivalent")
+    return {
+        "accuracy_at_least_llm": check(accuracy_gap, lambda gap: gap >= -1e-12),
+        "f1_within_002_of_llm": check(f1_gap, lambda gap: gap >= -0.02),
+        "no_llm_share_at_least_80pct": check(routed["no_llm_share"], lambda share: share >= 0.8),
+        "local_cost_per_correct_at_most_one_tenth": check(local, lambda r: r <= 0.1),
+        "api_cost_per_correct_at_most_one_tenth": check(api, lambda r: r <= 0.1),
         "n": routed["n"],
         "accuracy": {"routed": routed["accuracy"], "llm": llm["accuracy"]},
-        "llm_share": routed["llm_share"],
-        "local_cost_ratio": ratio("cost_per_answer_usd"),
-        "api_cost_ratio": ratio("cost_per_answer_usd_api_equivalent"),
+        "answer_f1": {"routed": routed["answer_f1"], "llm": llm["answer_f1"]},
+        "no_llm_share": routed["no_llm_share"],
+        "local_cost_per_correct_ratio": local,
+        "api_cost_per_correct_ratio": api,
     }
 
 
@@ -337,7 +381,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['questions_sampled']} questions sampled (seed {report['seed']}); answered: "
         + ", ".join(f"{name} {figures['n']}" for name, figures in report["strategies"].items())
         + " (each strategy's questions are the first of the same seeded sample). Model "
-        f"`{report['settings']['llm_model']}`, passage threshold {report['settings']['passage_threshold']}, "
+        f"`{report['settings']['llm_model']}`, router min gain {report['settings']['router_min_gain']}, "
         f"abstain floor {report['settings']['abstain_floor']}.",
         "",
         f"Correct: {report['correct_definition']}. Cost: local = measured CPU seconds at "
@@ -357,7 +401,14 @@ def markdown(report: dict[str, Any]) -> str:
         parts += ["", "## Targets (routed against always-LLM, like for like)", "", *_target_lines(report["targets"])]
     sweep_result = report["sweep"]
     if sweep_result:
-        parts += ["", "## Router threshold sweep", "", *_sweep_lines(sweep_result), "", f"![cost-quality]({PLOT})"]
+        parts += [
+            "",
+            "## Router sweep over PENNY_ROUTER_MIN_GAIN",
+            "",
+            *_sweep_lines(sweep_result),
+            "",
+            f"![cost-quality]({PLOT})",
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -375,36 +426,45 @@ def _sweep_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"- routed as measured: {describe(result['routed_measured'])}")
     best = result["operating_point"]
     if best:
-        where = "no passage answers" if best["threshold"] is None else f"threshold {best['threshold']:.3f}"
+        where = "always the LLM" if best["threshold"] is None else f"min gain {best['threshold']:.2f}"
         lines.append(f"- **operating point** (cheapest with accuracy >= always LLM): {where}: {describe(best)}")
     top = result.get("most_accurate_point")
     if top:
-        where = "no passage answers" if top["threshold"] is None else f"threshold {top['threshold']:.3f}"
-        lines.append(f"- most accurate threshold (cheapest among equals): {where}: {describe(top)}")
+        where = "always the LLM" if top["threshold"] is None else f"min gain {top['threshold']:.2f}"
+        lines.append(f"- most accurate min gain (cheapest among equals): {where}: {describe(top)}")
     lines += [
         "",
-        "| threshold | to LLM | accuracy | F1 | $/1k answers local | $/1k API-eq. |",
+        "| min gain | to LLM | accuracy | F1 | $/1k answers local | $/1k API-eq. |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for point in result["points"]:
-        if point["threshold"] is None or point["threshold"] in _SWEEP_GRID[::2]:
-            shown = "∞" if point["threshold"] is None else f"{point['threshold']:.2f}"
-            lines.append(f"| {shown} | {point['llm_share']:.0%} | {point['accuracy']:.3f} | {point['answer_f1']:.3f} "
-                         f"| {point['cost_per_answer_usd'] * 1000:.4f} "
-                         f"| {point['cost_per_answer_usd_api_equivalent'] * 1000:.4f} |")  # fmt: skip
+        shown = "∞" if point["threshold"] is None else f"{point['threshold']:.2f}"
+        lines.append(f"| {shown} | {point['llm_share']:.0%} | {point['accuracy']:.3f} | {point['answer_f1']:.3f} "
+                     f"| {point['cost_per_answer_usd'] * 1000:.4f} "
+                     f"| {point['cost_per_answer_usd_api_equivalent'] * 1000:.4f} |")  # fmt: skip
     return lines
 
 
-def _target_lines(result: dict[str, Any]) -> list[str]:
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "**not met**"
+def _verdict(ok: bool | None) -> str:
+    return "unknown" if ok is None else "met" if ok else "**not met**"
 
-    local, api = result["local_cost_ratio"], result["api_cost_ratio"]
+
+def _figure(value: float | None, fmt: str) -> str:
+    return "unknown" if value is None else fmt.format(value)
+
+
+def _target_lines(result: dict[str, Any]) -> list[str]:
+    accuracy, f1 = result["accuracy"], result["answer_f1"]
     return [
-        f"- accuracy >= always-LLM: routed {result['accuracy']['routed']:.3f} vs {result['accuracy']['llm']:.3f}: "
-        f"{verdict(result['accuracy_at_least_llm'])}",
-        f"- <= 30 % of questions to the LLM: {result['llm_share']:.0%}: {verdict(result['llm_share_at_most_30pct'])}",
-        f"- <= 1/5 of always-LLM's cost per answer: local {'-' if local is None else f'{local:.2f}'}x "
-        f"({verdict(result['local_cost_at_most_one_fifth'])}), API-equivalent "
-        f"{'-' if api is None else f'{api:.2f}'}x ({verdict(result['api_cost_at_most_one_fifth'])})",
+        f"- accuracy >= always-LLM: routed {_figure(accuracy['routed'], '{:.3f}')} vs "
+        f"{_figure(accuracy['llm'], '{:.3f}')}: {_verdict(result['accuracy_at_least_llm'])}",
+        f"- F1 >= always-LLM F1 - 0.02: routed {_figure(f1['routed'], '{:.3f}')} vs {_figure(f1['llm'], '{:.3f}')}: "
+        f"{_verdict(result['f1_within_002_of_llm'])}",
+        f"- >= 80 % of answers with zero LLM tokens: {_figure(result['no_llm_share'], '{:.0%}')}: "
+        f"{_verdict(result['no_llm_share_at_least_80pct'])}",
+        f"- cost per correct answer <= 1/10 of always-LLM's: local "
+        f"{_figure(result['local_cost_per_correct_ratio'], '{:.3f}x')} "
+        f"({_verdict(result['local_cost_per_correct_at_most_one_tenth'])}), API-equivalent "
+        f"{_figure(result['api_cost_per_correct_ratio'], '{:.3f}x')} "
+        f"({_verdict(result['api_cost_per_correct_at_most_one_tenth'])})",
     ]

@@ -25,7 +25,7 @@ from answer.llm import get_llm, loaded_models
 from eval import metrics
 from eval.quality import CORRECT_RECALL, grade
 from eval.workspace import EvalQuestion, EvalSet, document_ids, prepare_data_dir, sample_questions
-from penny import BadInput, PennyError, Settings
+from penny import Answer, BadInput, PennyError, Settings
 from retrieval.embedder import get_embedder
 from retrieval.search import SearchFilter, get_searcher
 
@@ -35,10 +35,13 @@ RESULTS = "results.jsonl"
 RUN = "run.json"
 BLOCK = 10  # questions answered strategy by strategy before the next block: an interrupt leaves them paired
 RANK_DEPTH = 20  # retrieved deeper than 10 so that several chunks of one document still leave 10 distinct documents
-# settings that change answers: a resumed run must have been made with the same values
-_ANSWER_SETTINGS = ("llm_model", "passage_threshold", "abstain_floor", "llm_passages", "llm_max_tokens",
-                    "answer_sentences", "passage_answer", "fusion", "fusion_dense_weight", "candidates",
+# settings that change answers: a resumed run must have been made with the same values. Those that change only
+# passage and routed answers are left out of a run of LLM strategies alone, so that its (slow) records can be
+# replayed against passage answers made with other settings (the LLM answer's fallback on an invented number is
+# a passage answer, the one exception).
+_ANSWER_SETTINGS = ("llm_model", "llm_passages", "llm_max_tokens", "fusion", "fusion_dense_weight", "candidates",
                     "external_model")  # fmt: skip
+_PASSAGE_SETTINGS = ("router_min_gain", "abstain_floor", "answer_sentences", "passage_answer")
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,14 @@ def prepare(config: RunConfig, settings: Settings, load: Callable[[Path], EvalSe
 
 
 def _identity(run: Run) -> dict[str, Any]:
+    names = _ANSWER_SETTINGS
+    if any(strategy not in LLM_STRATEGIES for strategy in run.config.strategies):
+        names += _PASSAGE_SETTINGS
     return {
         "dataset": run.eval_set.name,
         "index": run.settings.data_dir.name,
         "seed": run.config.seed,
-        "settings": {name: getattr(run.settings, name) for name in _ANSWER_SETTINGS},
+        "settings": {name: getattr(run.settings, name) for name in names},
     }
 
 
@@ -243,8 +249,10 @@ def answer_record(
 ) -> dict[str, Any]:
     _forget_last_prompt(run.settings)
     started = time.perf_counter()
+    plan = None
     try:
-        answer = answerer.answer(question.text, strategy=strategy, document_ids=scope, use_cache=False)
+        plan = answerer.plan(question.text, strategy=strategy, document_ids=scope, use_cache=False)
+        answer = [item for item in answerer.finish(plan) if isinstance(item, Answer)][-1]
     except PennyError as exc:
         answer, error = None, f"{exc.code}: {exc}"
     latency_ms = (time.perf_counter() - started) * 1000
@@ -257,6 +265,8 @@ def answer_record(
         "graded": bool(question.answers) or question.unanswerable,
         "latency_ms": latency_ms,
     }
+    if plan is not None and plan.features:  # what the router estimated from, replayed by the sweep and the fit
+        record |= {"features": plan.features, "p_passage": plan.p_passage, "p_llm": plan.p_llm}
     if answer is None:
         return record | {"error": error, "path": "error", "abstained": False, "answer_f1": 0.0,
                          "answer_recall": 0.0, "similarity": 0.0, "correct": False, "confidence": None,

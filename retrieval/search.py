@@ -77,24 +77,38 @@ class Searcher:
                 self._snapshot = Snapshot(version_folder(self.settings, version), self.settings)
             return self._snapshot
 
-    def search(self, query: str, k: int = 10, search_filter: SearchFilter | None = None) -> SearchResult:
-        return self.search_many([query], k, [search_filter])[0]
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        search_filter: SearchFilter | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> SearchResult:
+        """One query; pass `query_vector` when the caller already embedded it (the answer cache did) to skip that."""
+        vectors = None if query_vector is None else query_vector[np.newaxis, :]
+        return self.search_many([query], k, [search_filter], vectors)[0]
 
     def search_many(
-        self, queries: list[str], k: int = 10, search_filters: list[SearchFilter | None] | None = None
+        self,
+        queries: list[str],
+        k: int = 10,
+        search_filters: list[SearchFilter | None] | None = None,
+        query_vectors: np.ndarray | None = None,
     ) -> list[SearchResult]:
-        """Search several queries with one embedding batch; `search_filters` is one filter per query (or None)."""
+        """Search several queries with one embedding batch (none when `query_vectors` are given); `search_filters`
+        is one filter per query (or None)."""
         started = time.process_time()
         queries, filters = self._validate(queries, k, search_filters)
         snapshot = self.snapshot()
-        vectors = self.embedder.embed(queries)
+        embed_calls = 1 if query_vectors is None else 0
+        vectors = self.embedder.embed(queries) if query_vectors is None else query_vectors
         shared_ms = (time.process_time() - started) * 1000 / len(queries)
         results = []
         for query, vector, search_filter in zip(queries, vectors, filters, strict=True):
             query_started = time.process_time()
             candidates = self.candidates(snapshot, query, vector, k, search_filter)
             cpu_ms = shared_ms + (time.process_time() - query_started) * 1000
-            results.append(self._result(snapshot, query, vector, candidates, k, cpu_ms))
+            results.append(self._result(snapshot, query, vector, candidates, k, cpu_ms, embed_calls))
         return results
 
     @staticmethod
@@ -112,7 +126,14 @@ class Searcher:
         return queries, [search_filter or SearchFilter() for search_filter in filters]
 
     def _result(
-        self, snapshot: Snapshot, query: str, vector: np.ndarray, candidates: Candidates, k: int, cpu_ms: float
+        self,
+        snapshot: Snapshot,
+        query: str,
+        vector: np.ndarray,
+        candidates: Candidates,
+        k: int,
+        cpu_ms: float,
+        embed_calls: int,
     ) -> SearchResult:
         fused = fuse(candidates, self.settings, query)
         order = fold_duplicates(snapshot, candidates.rows, fused)[:k]
@@ -131,8 +152,8 @@ class Searcher:
             f"{passages[0].chunk.section or passages[0].chunk.title}\n{passages[0].chunk.text}" if passages else ""
         )
         confidence = self.confidence_model.predict(features_from_candidates(query, candidates, fused, order, top_text))
-        return SearchResult(passages=passages, confidence=confidence, index_version=snapshot.version, embed_calls=1,
-                            cpu_ms=cpu_ms, query_vector=vector)  # fmt: skip
+        return SearchResult(passages=passages, confidence=confidence, index_version=snapshot.version,
+                            embed_calls=embed_calls, cpu_ms=cpu_ms, query_vector=vector)  # fmt: skip
 
     def candidates(
         self, snapshot: Snapshot, query: str, query_vector: np.ndarray, k: int, search_filter: SearchFilter

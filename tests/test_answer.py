@@ -22,6 +22,7 @@ from answer.cache import normalise, same_question_terms, scope_key
 from answer.followup import rewrite_heuristic
 from answer.grounding import cited_numbers, is_decline, unsupported_numbers
 from answer.llm import SMOLLM2, resolve_model
+from answer.policy import Policy, route, route_inputs
 from ingest.pipeline import IngestRequest, ingest
 from penny import Answer, BadInput, ModelNotFound, Settings
 from retrieval.catalogue import ChunkRow, open_catalogue
@@ -124,7 +125,7 @@ def assert_citations_allowed(settings: Settings, answer: Answer, groups, questio
 
 
 def test_passage_path_picks_the_answering_sentence_without_an_llm(corpus):
-    settings = make_settings(corpus, passage_threshold=0.0, abstain_floor=0.0)
+    settings = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0)
     answer = Answerer(settings).answer(LEAVE_QUESTION, groups=["everyone"], use_cache=False)
     assert answer.path == "passages"
     assert "25 days" in answer.text
@@ -138,10 +139,54 @@ def test_passage_path_picks_the_answering_sentence_without_an_llm(corpus):
     assert_citations_allowed(settings, answer, ["everyone"], LEAVE_QUESTION)
 
 
+def count_question_embeddings(answerer: Answerer, monkeypatch) -> list[str]:
+    """Spy on the real embedder: every text it embeds, in order."""
+    embedder = answerer.searcher.embedder
+    embedded: list[str] = []
+    real = embedder.embed
+
+    def spy(texts):
+        embedded.extend(texts)
+        return real(texts)
+
+    monkeypatch.setattr(embedder, "embed", spy)
+    return embedded
+
+
+def test_the_question_is_embedded_once_per_answer(corpus, monkeypatch):
+    settings = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0)
+    answerer = Answerer(settings)
+    embedded = count_question_embeddings(answerer, monkeypatch)
+    question = "How many unused days of annual leave may be carried over?"
+    first = answerer.answer(question, groups=["everyone"])  # a cache miss: the lookup's vector feeds retrieval
+    assert first.path == "passages" and embedded.count(question) == 1
+    assert first.cost.retrieval_cpu_ms > 0
+
+
+def test_the_llm_path_plans_then_finishes_with_one_embedding(corpus, monkeypatch):
+    settings = make_settings(corpus, router_min_gain=-1.0, abstain_floor=0.0)
+    answerer = Answerer(settings)
+    embedded = count_question_embeddings(answerer, monkeypatch)
+    plan = answerer.plan(LEAVE_QUESTION, groups=["everyone"], use_cache=False)
+    assert plan.needs_llm and plan.path == "llm" and plan.answer is None
+    retrieval_ms = plan.work.cost.retrieval_cpu_ms
+    assert retrieval_ms > 0
+    finished: list = []
+    worker = threading.Thread(target=lambda: finished.extend(answerer.finish(plan)))  # as the API's LLM worker
+    worker.start()
+    worker.join(300)
+    answer = finished[-1]
+    assert isinstance(answer, Answer) and answer.path in ("llm", "abstain", "passages")
+    assert answer.cost.llm_prompt_tokens > 0
+    assert answer.cost.retrieval_cpu_ms == retrieval_ms  # the plan's retrieval is part of the answer's cost
+    assert answer.cost.cpu_seconds >= answer.cost.llm_cpu_seconds > 0
+    assert embedded.count(LEAVE_QUESTION) == 1
+
+
 def test_passage_answers_can_be_the_whole_passage(corpus):
-    settings = make_settings(corpus, passage_threshold=0.0, abstain_floor=0.0, passage_answer="passage")
+    settings = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0, passage_answer="passage")
     answer = Answerer(settings).answer(LEAVE_QUESTION, groups=["everyone"], use_cache=False)
-    sentences = Answerer(make_settings(corpus, passage_threshold=0.0, abstain_floor=0.0)).answer(
+    sentences = Answerer(make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0)).answer(
         LEAVE_QUESTION, groups=["everyone"], use_cache=False
     )
     with open_catalogue(settings)() as session:  # the cited chunk's whole text, as indexed
@@ -158,7 +203,7 @@ def test_passage_answers_never_load_the_llm(corpus):
         import sys
         from penny import Settings
         from answer import Answerer
-        settings = Settings(data_dir={str(corpus)!r}, passage_threshold=0.0, abstain_floor=0.0)
+        settings = Settings(data_dir={str(corpus)!r}, router_min_gain=1.0, abstain_floor=0.0)
         answerer = Answerer(settings)
         for question in ["How long must passwords be?", {LEAVE_QUESTION!r}]:
             assert answerer.answer(question, use_cache=False).path == "passages"
@@ -170,7 +215,7 @@ def test_passage_answers_never_load_the_llm(corpus):
 
 
 def test_abstain_path_says_so_and_lists_closest_documents(corpus):
-    settings = make_settings(corpus, passage_threshold=1.0, abstain_floor=1.0)
+    settings = make_settings(corpus, router_min_gain=-1.0, abstain_floor=1.0)
     answer = Answerer(settings).answer("How long must passwords be?", groups=["everyone"], use_cache=False)
     assert answer.path == "abstain"
     assert "do not answer" in answer.text
@@ -180,22 +225,25 @@ def test_abstain_path_says_so_and_lists_closest_documents(corpus):
     assert_no_llm_cost(answer)
 
 
-def test_confidence_routes_between_floor_and_threshold(corpus):
-    searcher_settings = make_settings(corpus)
-    confidence = get_searcher(searcher_settings).search(LEAVE_QUESTION, k=5).confidence
-    below = make_settings(corpus, passage_threshold=min(1.0, confidence + 0.01), abstain_floor=0.0,
-                          llm_model="/nonexistent/model.gguf")  # fmt: skip
-    answer = Answerer(below).answer(LEAVE_QUESTION, use_cache=False)
+def test_the_router_follows_the_policy_on_its_estimates(corpus):
+    confidence = get_searcher(make_settings(corpus)).search(LEAVE_QUESTION, k=5).confidence
+    always = make_settings(corpus, router_min_gain=-1.0, abstain_floor=0.0, llm_model="/nonexistent/model.gguf")
+    answer = Answerer(always).answer(LEAVE_QUESTION, use_cache=False)
     # the LLM path was chosen; with no model installed and no external tier, it falls back to passages, saying so
     assert answer.path == "passages" and any(flag.startswith("llm_unavailable") for flag in answer.flags)
-    above = make_settings(corpus, passage_threshold=confidence, abstain_floor=0.0)
-    assert Answerer(above).answer(LEAVE_QUESTION, use_cache=False).path == "passages"
-    floor = make_settings(corpus, passage_threshold=1.0, abstain_floor=min(1.0, confidence + 0.01))
+    never = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0)
+    assert Answerer(never).answer(LEAVE_QUESTION, use_cache=False).path == "passages"
+    floor = make_settings(corpus, router_min_gain=-1.0, abstain_floor=min(1.0, confidence + 0.01))
     assert Answerer(floor).answer(LEAVE_QUESTION, use_cache=False).path == "abstain"
+    default = Answerer(make_settings(corpus))
+    plan = default.plan(LEAVE_QUESTION, use_cache=False)
+    inputs = route_inputs(LEAVE_QUESTION, True, plan.result.confidence, plan.p_passage, plan.p_llm)
+    assert plan.path == route(inputs, Policy(abstain_floor=0.25, min_gain=default.settings.router_min_gain))
+    assert 0.0 < plan.p_passage < 1.0 and 0.0 < plan.p_llm < 1.0
 
 
 def test_groups_limit_what_can_be_answered_and_cited(corpus):
-    settings = make_settings(corpus, passage_threshold=0.0, abstain_floor=0.0)
+    settings = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0)
     answerer = Answerer(settings)
     question = "What is the salary band for senior engineers?"
     as_hr = answerer.answer(question, groups=["hr"], use_cache=False)
@@ -207,7 +255,7 @@ def test_groups_limit_what_can_be_answered_and_cited(corpus):
 
 
 def test_document_scope_restricts_the_search(corpus):
-    settings = make_settings(corpus, passage_threshold=0.0, abstain_floor=0.0)
+    settings = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0)
     searcher = get_searcher(settings)
     travel_id = next(doc_id for doc_id, doc in searcher.snapshot().documents.items() if doc.path.endswith("travel.md"))
     answer = Answerer(settings).answer("How many days?", document_ids=[travel_id], use_cache=False)
@@ -229,7 +277,7 @@ def test_bad_input_is_refused(corpus):
 
 
 def test_cache_hits_exactly_then_semantically_and_is_scoped(corpus):
-    settings = make_settings(corpus, passage_threshold=0.0, abstain_floor=0.0, semantic_cache_similarity=0.85)
+    settings = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0, semantic_cache_similarity=0.85)
     answerer = Answerer(settings)
     question = "Which flights may be booked in business class?"
     first = answerer.answer(question, groups=["everyone"])
@@ -260,7 +308,7 @@ def test_cache_hits_exactly_then_semantically_and_is_scoped(corpus):
 
 def test_a_new_index_version_invalidates_the_cache(tmp_path):
     folder = write(tmp_path / "docs", "travel.md", TRAVEL).parent
-    settings = make_settings(tmp_path / "data", passage_threshold=0.0, abstain_floor=0.0)
+    settings = make_settings(tmp_path / "data", router_min_gain=1.0, abstain_floor=0.0)
     ingest(settings, IngestRequest(paths=[folder]))
     answerer = Answerer(settings)
     question = "How early must hotels be booked?"
@@ -327,7 +375,7 @@ def test_follow_up_rewriting_heuristics():
 
 
 def test_follow_up_is_answered_as_its_stand_alone_question(corpus):
-    settings = make_settings(corpus, passage_threshold=0.0, abstain_floor=0.0)
+    settings = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0)
     answerer = Answerer(settings)
     history = [("user", "How many days of paid annual leave do full-time employees receive?"),
                ("assistant", "Full-time employees receive 25 days of paid annual leave per leave year.")]  # fmt: skip
@@ -536,7 +584,7 @@ def test_invented_number_falls_back_to_passages(corpus, endpoint):
 def test_routed_question_escalates_to_external_when_the_local_model_is_missing(corpus, endpoint):
     endpoint.reply = "Passwords must be at least 14 characters long [1]."
     settings = external_settings(corpus, endpoint, llm_model="/nonexistent/model.gguf",
-                                 passage_threshold=1.0, abstain_floor=0.0)  # fmt: skip
+                                 router_min_gain=-1.0, abstain_floor=0.0)  # fmt: skip
     answer = Answerer(settings).answer("How long must passwords be?", groups=["everyone"], use_cache=False)
     assert answer.path == "external" and "llm_unavailable" in answer.flags
     assert answer.citations[0].source_path.endswith("passwords.md")
@@ -557,7 +605,7 @@ def test_external_decline_becomes_abstain(corpus, endpoint):
 
 @pytest.mark.slow
 def test_penny_ask_json_reports_answer_path_citations_and_cost(corpus):
-    env = {"PENNY_DATA_DIR": str(corpus), "PENNY_PASSAGE_THRESHOLD": "0", "PENNY_ABSTAIN_FLOOR": "0", "PATH": ""}
+    env = {"PENNY_DATA_DIR": str(corpus), "PENNY_ROUTER_MIN_GAIN": "1", "PENNY_ABSTAIN_FLOOR": "0", "PATH": ""}
     penny = Path(sys.executable).with_name("penny")
     done = subprocess.run([str(penny), "ask", "How long must passwords be?", "--group", "everyone", "--json"],
                           capture_output=True, text=True, cwd=corpus, env=env, timeout=300)  # fmt: skip

@@ -34,8 +34,8 @@ PROPERTY = hypothesis_settings(
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    # one threshold: answers are passages or abstentions, so the property tests never wait on the LLM
-    return build_corpus(tmp_path_factory.mktemp("acl"), passage_threshold=0.3, abstain_floor=0.3)
+    # never the LLM (min gain 1): answers are passages or abstentions, so the property tests never wait on the LLM
+    return build_corpus(tmp_path_factory.mktemp("acl"), router_min_gain=1.0, abstain_floor=0.3)
 
 
 @pytest.fixture(scope="module")

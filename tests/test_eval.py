@@ -130,12 +130,13 @@ def test_summarise_gives_null_where_a_figure_cannot_exist():
 
 
 def _paired():
-    """Four questions: passage and LLM outcomes recorded separately; the floor is 0.2."""
+    """Four questions: passage and LLM outcomes recorded separately, with the router's estimates; the floor is 0.2."""
     passages = [
-        _answer("1", "passages", True, confidence=0.9, local=1e-6, f1=0.8),
-        _answer("2", "passages", False, confidence=0.5, local=1e-6, f1=0.1),
-        _answer("3", "passages", False, confidence=0.1, local=1e-6, f1=0.0),
-        _answer("4", "passages", True, confidence=0.7, local=1e-6, f1=0.6, question="compare A and B"),
+        _answer("1", "passages", True, confidence=0.9, local=1e-6, f1=0.8) | {"p_passage": 0.8, "p_llm": 0.6},
+        _answer("2", "passages", False, confidence=0.5, local=1e-6, f1=0.1) | {"p_passage": 0.2, "p_llm": 0.5},
+        _answer("3", "passages", False, confidence=0.1, local=1e-6, f1=0.0) | {"p_passage": 0.1, "p_llm": 0.9},
+        _answer("4", "passages", True, confidence=0.7, local=1e-6, f1=0.6, question="compare A and B")
+        | {"p_passage": 0.7, "p_llm": 0.3},
     ]
     llm = [
         _answer(q, "llm", ok, local=1e-4, api=1e-3, prompt=300, completion=20, f1=0.5)
@@ -144,51 +145,53 @@ def _paired():
     return passages, llm
 
 
-def test_replay_router_follows_the_router_rules():
+def test_replay_router_follows_the_router_policy():
     passages, llm = _paired()
-    routed = replay_router(passages, llm, threshold=0.6, abstain_floor=0.2)
-    # 1: 0.9 >= 0.6 -> passages; 2: 0.5 < 0.6 -> llm; 3: 0.1 < floor -> abstain; 4: combines facts -> llm
+    routed = replay_router(passages, llm, min_gain=0.2, abstain_floor=0.2)
+    # 1: gain -0.2 -> passages; 2: gain 0.3 -> llm; 3: 0.1 < floor -> abstain; 4: combines facts -> llm
     assert [r["path"] for r in routed] == ["passages", "llm", "abstain", "llm"]
     assert routed[2]["correct"] is False and routed[2]["cost"] == passages[2]["cost"]
 
 
-def test_sweep_finds_the_cheapest_threshold_as_good_as_always_llm():
+def test_sweep_finds_the_cheapest_min_gain_as_good_as_always_llm():
     passages, llm = _paired()
     records = {"passages": {r["qid"]: r for r in passages}, "llm": {r["qid"]: r for r in llm}}
     result = sweep(records, abstain_floor=0.2)
     assert result["n"] == 4
     assert result["always_llm"]["accuracy"] == 0.75 and result["passages_only"]["accuracy"] == 0.5
     assert result["always_llm"]["cost_per_answer_usd"] == pytest.approx(1e-4)
-    # every threshold abstains on question 3 (0.1 < floor) and sends question 4 to the LLM (wrong), so accuracy
-    # is 1 (q1 by passages or LLM) + q2 (right only by the LLM, i.e. threshold > 0.5) over 4.
-    by_threshold = {p["threshold"]: p for p in result["points"]}
-    assert by_threshold[0.5]["accuracy"] == 0.25 and by_threshold[0.5]["llm_share"] == 0.25
-    assert by_threshold[0.55]["accuracy"] == 0.5 and by_threshold[0.55]["llm_share"] == 0.5
-    assert by_threshold[None]["accuracy"] == 0.5  # no passage answers at all, still abstains on q3
-    # no threshold reaches always-LLM's 0.75 (it answers q3, which the floor abstains on): no operating point
-    assert result["operating_point"] is None
-    top = result["most_accurate_point"]  # 0.5, cheapest with q1 from passages: 0.5 < threshold <= 0.9
-    assert top["accuracy"] == 0.5 and top["cost_per_answer_usd"] == pytest.approx((2e-6 + 2e-4) / 4)
-    # with a floor of 0, threshold 0.55 reaches 0.75: q1 by passages, q2 and q3 by LLM, q4 by LLM (wrong)
-    best = sweep(records, abstain_floor=0.0)["operating_point"]
-    assert best["accuracy"] == 0.75 and 0.5 < best["threshold"] <= 0.9
+    by_gain = {p["threshold"]: p for p in result["points"]}
+    # every min gain < 1 abstains on 3 and sends 4 (combines) to the LLM, wrong: 0.5 with 2 by the LLM (gain 0.3)
+    assert by_gain[0.3]["accuracy"] == 0.5 and by_gain[0.3]["llm_share"] == 0.5
+    assert by_gain[0.4]["accuracy"] == 0.25 and by_gain[0.4]["llm_share"] == 0.25
+    assert by_gain[1.0]["llm_share"] == 0.0  # never the LLM
+    assert result["operating_point"] is None  # always-LLM's 0.75 needs q3, which the floor abstains on
+    best = sweep(records, abstain_floor=0.0)["operating_point"]  # with no floor q3 goes to the LLM (gain 0.8)
+    assert best["accuracy"] == 0.75 and best["threshold"] == 0.3
     assert best["cost_per_answer_usd"] == pytest.approx((1e-6 + 3e-4) / 4)
-    assert best["cost_per_answer_usd_api_equivalent"] == pytest.approx(3e-3 / 4)
 
 
-def test_targets_compare_routed_with_always_llm():
-    def figures(accuracy, llm_share, local, api):
-        return {"n": 10, "accuracy": accuracy, "llm_share": llm_share, "cost_per_answer_usd": local,
-                "cost_per_answer_usd_api_equivalent": api}  # fmt: skip
+def test_targets_compare_routed_with_always_llm_and_say_unknown():
+    def figures(accuracy, f1, no_llm, local, api):
+        return {"n": 10, "accuracy": accuracy, "answer_f1": f1, "no_llm_share": no_llm,
+                "cost_per_correct_answer_usd": local, "cost_per_correct_answer_usd_api_equivalent": api}  # fmt: skip
 
-    met = targets({"routed": figures(0.6, 0.3, 2e-6, 1e-4), "llm": figures(0.6, 1.0, 1e-5, 1e-3)})
-    assert met["accuracy_at_least_llm"] and met["llm_share_at_most_30pct"]
-    assert met["local_cost_ratio"] == pytest.approx(0.2) and met["local_cost_at_most_one_fifth"]
-    assert met["api_cost_ratio"] == pytest.approx(0.1) and met["api_cost_at_most_one_fifth"]
-    missed = targets({"routed": figures(0.5, 0.4, 3e-6, 1e-4), "llm": figures(0.6, 1.0, 1e-5, 1e-3)})
-    assert not (missed["accuracy_at_least_llm"] or missed["llm_share_at_most_30pct"])
-    assert not missed["local_cost_at_most_one_fifth"]
-    assert targets({"routed": figures(0.5, 0.4, 3e-6, 1e-4)}) is None
+    met = targets({"routed": figures(0.6, 0.39, 0.8, 1e-6, 1e-4), "llm": figures(0.6, 0.4, 0.0, 1e-5, 1e-3)})
+    assert met["accuracy_at_least_llm"] and met["f1_within_002_of_llm"] and met["no_llm_share_at_least_80pct"]
+    assert met["local_cost_per_correct_ratio"] == pytest.approx(0.1) and met["local_cost_per_correct_at_most_one_tenth"]
+    missed = targets({"routed": figures(0.5, 0.3, 0.7, 3e-6, 1e-4), "llm": figures(0.6, 0.4, 0.0, 1e-5, 1e-3)})
+    assert not any(
+        missed[k]
+        for k in (
+            "accuracy_at_least_llm",
+            "f1_within_002_of_llm",
+            "no_llm_share_at_least_80pct",
+            "local_cost_per_correct_at_most_one_tenth",
+        )
+    )
+    unknown = targets({"routed": figures(0.0, None, 0.9, None, None), "llm": figures(0.6, 0.4, 0.0, 1e-5, 1e-3)})
+    assert unknown["f1_within_002_of_llm"] is None and unknown["local_cost_per_correct_at_most_one_tenth"] is None
+    assert targets({"routed": figures(0.5, 0.3, 0.7, 3e-6, 1e-4)}) is None
 
 
 # ---------------------------------------------------------------- datasets

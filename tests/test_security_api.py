@@ -87,7 +87,7 @@ def test_a_follow_up_from_a_narrower_key_never_hands_the_hidden_answer_to_the_ll
         return real_stream(self, messages, *args, **kwargs)
 
     monkeypatch.setattr(LocalLLM, "stream", recording)
-    llm_first = settings.model_copy(update={"passage_threshold": 1.0, "abstain_floor": 0.0})
+    llm_first = settings.model_copy(update={"router_min_gain": -1.0, "abstain_floor": 0.0})
     with TestClient(create_app(llm_first)) as narrow:
         for stream in (False, True):
             follow_up = {"message": "how much is it?", "conversation_id": conversation_id, "use_cache": False}
@@ -165,7 +165,7 @@ def test_a_failing_external_tier_gives_clients_a_generic_502_and_the_log_only_it
         update={
             "external_base_url": failing_upstream,
             "external_model": "big-model",
-            "passage_threshold": 1.0,
+            "router_min_gain": -1.0,
             "abstain_floor": 0.0,
             "llm_model": "/nonexistent/model.gguf",
         }  # fmt: skip

@@ -55,7 +55,7 @@ def test_a_deleted_documents_ids_are_never_given_to_a_new_document(tmp_path):
 
 
 def test_an_answer_citing_a_deleted_document_stays_hidden_from_keys_outside_its_groups(tmp_path):
-    settings = Settings(data_dir=tmp_path / "penny", passage_threshold=0.3, abstain_floor=0.3)
+    settings = Settings(data_dir=tmp_path / "penny", router_min_gain=1.0, abstain_floor=0.3)
     docs = tmp_path / "docs"
     ingest(settings, IngestRequest(paths=[_write(docs, "leave.md", LEAVE_MD)]))
     budget = _write(docs, "budget.md", BUDGET_MD)
