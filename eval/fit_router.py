@@ -1,8 +1,11 @@
 """Fit the router's correctness estimates (answer/correctness.json) on graded `penny eval` records, and report
 their calibration across sets: each set's ECE is that of a model fitted on the other sets only.
 
-    python -m eval.fit_router sample=OUT1/results.jsonl tatqa-dev=OUT2/results.jsonl ocp=OUT3/results.jsonl \\
+    python -m eval.fit_router sample=OUT1/results.jsonl,LLM1/results.jsonl tatqa-dev=OUT2/results.jsonl ... \\
         [--write answer/correctness.json]
+
+A set may name several results files (comma-separated: e.g. a passages run and an LLM run of the same sample).
+With fewer than MIN_LLM_LABELS graded LLM answers in all, the packaged LLM model is kept, and the note says so.
 
 The passage model learns from the `passages` records (their features and whether they were correct), the LLM model
 from the `llm` records joined by question with the features of that question's passage record.
@@ -21,13 +24,14 @@ from scipy.optimize import minimize
 from answer.correctness import EVIDENCE, FEATURES, PACKAGED
 from eval.runner import load_records
 
+MIN_LLM_LABELS = 60
 L2 = 1.0  # ridge on the weights (not the bias): a few hundred labels per set, a dozen features
 BINS = 10
 
 
-def rows(path: Path) -> tuple[list[dict], list[tuple[dict, bool]]]:
-    """(passage rows, llm rows) of one results file: each a features dict with the correctness label."""
-    records = [r for r in load_records(path) if r["kind"] == "answer" and r.get("graded")]
+def rows(paths: list[Path]) -> tuple[list[tuple[dict, bool]], list[tuple[dict, bool]]]:
+    """(passage rows, llm rows) of one set's results files: each a features dict with the correctness label."""
+    records = [r for path in paths for r in load_records(path) if r["kind"] == "answer" and r.get("graded")]
     features = {r["qid"]: r["features"] for r in records if r["strategy"] == "passages" and r.get("features")}
     passage = [(features[r["qid"]], bool(r["correct"])) for r in records
                if r["strategy"] == "passages" and r["qid"] in features]  # fmt: skip
@@ -91,24 +95,24 @@ def main() -> None:
     passage_sets, llm_sets = {}, {}
     for item in args.sets:
         name, path = item.split("=", 1)
-        passage_sets[name], llm_sets[name] = rows(Path(path))
-    passage_cv, llm_cv = cross_set(passage_sets), cross_set(llm_sets)
+        passage_sets[name], llm_sets[name] = rows([Path(part) for part in path.split(",")])
+    passage_cv = cross_set(passage_sets)
     every_passage = [row for data in passage_sets.values() for row in data]
     every_llm = [row for data in llm_sets.values() for row in data]
+    if len(every_llm) >= MIN_LLM_LABELS:
+        llm_model = fit(every_llm) | {"ece_in_sample": round(ece(fit(every_llm), every_llm), 3),
+                                      "ece_by_held_out_set": cross_set(llm_sets)}  # fmt: skip
+    else:
+        kept = json.loads(PACKAGED.read_text())["llm"]
+        llm_model = kept | {"kept": f"only {len(every_llm)} graded LLM answers: the packaged LLM model is kept",
+                            "ece_in_sample": ece(kept, every_llm)}  # fmt: skip
     model = {
         "note": f"fitted by eval/fit_router.py on {len(every_passage)} passage and {len(every_llm)} LLM answers "
         f"({', '.join(f'{n} {len(d)}/{len(llm_sets[n])}' for n, d in passage_sets.items())})",
         "fitted_at": datetime.date.today().isoformat(),
         "passage": fit(every_passage)
-        | {
-            "ece_in_sample": round(ece(fit(every_passage), every_passage), 3),
-            "ece_by_held_out_set": passage_cv,
-        },  # fmt: skip
-        "llm": fit(every_llm)
-        | {
-            "ece_in_sample": round(ece(fit(every_llm), every_llm) or 0.0, 3),
-            "ece_by_held_out_set": llm_cv,
-        },  # fmt: skip
+        | {"ece_in_sample": round(ece(fit(every_passage), every_passage), 3), "ece_by_held_out_set": passage_cv},
+        "llm": llm_model,
     }
     print(json.dumps(model, indent=2))
     if args.write:
