@@ -202,7 +202,15 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(32, ge=1)
     chunk_max_tokens: int = Field(200, ge=32, le=256)  # all-MiniLM-L6-v2 reads at most 256 word pieces
     chunk_overlap_tokens: int = Field(24, ge=0)
-    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)  # every read stops here, whatever the file's size says
+    # folders whose files POST /v1/ingest may read, besides DATA_DIR/uploads; `penny ingest` reads what it is given
+    ingest_roots: list[Path] = []
+    # decompression bombs: a .docx is a ZIP whose members are checked before anything is unpacked
+    max_unpacked_bytes: int = Field(200 * 1024 * 1024, ge=1)  # all members together, as the archive declares them
+    max_compression_ratio: float = Field(100.0, ge=1.0)  # unpacked / packed, for any member over 1 MiB unpacked
+    # ~5x the largest document of the 1,610-file OpenShift docs; bounds what one small file can cost to index
+    max_chunks_per_document: int = Field(5000, ge=1)
+    ingest_nice: int = Field(10, ge=0, le=19)  # the API's ingestion jobs run in their own process, this much niced
     parse_workers: int = Field(0, ge=0)  # processes that parse files; 0 = one per core
     document_languages: list[str] = ["eng"]  # ISO 639-3 codes; [] detects the language of every element (slower)
 
@@ -266,6 +274,14 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("ingest_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
+        relative = [str(root) for root in roots if not root.expanduser().is_absolute()]
+        if relative:
+            raise ValueError(f"ingest_roots must be absolute folders, not {', '.join(relative)}")
+        return [root.expanduser() for root in roots]
 
     @classmethod
     def settings_customise_sources(

@@ -20,6 +20,7 @@ from api.errors import install_error_handlers
 from api.logs import AccessLog
 from api.routes import admin, chat, documents, health, openai, search, web
 from api.services import release, services_for
+from ingest.admin import mark_dead_jobs
 from penny import IndexUnavailable, Settings, get_settings
 
 log = logging.getLogger("penny.api")
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         services = services_for(settings)
+        await run_in_threadpool(mark_dead_jobs, services.sessions)  # jobs killed with an earlier server say so
         try:  # load the embedding model and the live index now, not on the first question
             await run_in_threadpool(services.searcher.search, "warm up", 1)
         except IndexUnavailable as exc:

@@ -43,6 +43,7 @@ def not_found(code: str, message: str) -> ApiError:
 _PENNY_STATUS: dict[str, int] = {
     BadInput.code: 400,
     "job_running": 409,
+    "path_not_allowed": 403,  # ingest.pipeline's: a server path outside the ingestion roots
     IndexUnavailable.code: 503,
     ModelNotFound.code: 503,
     "external_unavailable": 502,  # answer.external's: its message names neither the endpoint nor its reply

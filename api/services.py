@@ -64,6 +64,7 @@ class Services:
 
     def close(self) -> None:
         self.gate.close()
+        self.ingest.close()
 
 
 # Keyed by the settings' values, not the object: an id can be reused once an object dies, and keeping one entry

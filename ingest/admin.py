@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import psutil
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from penny import BadInput, Settings
-from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, open_catalogue
+from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, open_catalogue, utcnow
 
 
 def _document_dict(doc: Document) -> dict:
@@ -61,8 +65,39 @@ def show_document(settings: Settings, document_id: int) -> dict:
         }
 
 
+def mark_dead_jobs(sessions: sessionmaker[Session]) -> list[int]:
+    """Jobs recorded as running whose process is gone (killed with kill -9, or the machine restarted) are marked
+    interrupted, so that `running` means a live process; returns their ids."""
+    with sessions.begin() as session:
+        dead = [job for job in session.scalars(select(IngestionJob).where(IngestionJob.status == "running"))
+                if not _alive(job.pid, job.started_at)]  # fmt: skip
+        for job in dead:
+            job.status, job.finished_at = "interrupted", utcnow()
+            job.message = (f"the job's process ({job.pid}) ended before the job finished (killed or crashed); "
+                           "the previous index stayed live")  # fmt: skip
+        return [job.id for job in dead]
+
+
+def _alive(pid: int, started_at: datetime) -> bool:
+    """Whether `pid` is still the process that started a job at `started_at`: the pid of a process that has ended
+    may already belong to a newer one."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        created = process.create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's process: it exists, and is as old as it is
+        return True
+    started = started_at if started_at.tzinfo else started_at.replace(tzinfo=UTC)
+    return created <= started.timestamp() + 2  # the job's row is written after its process starts
+
+
 def list_jobs(settings: Settings, limit: int = 20, job_id: int | None = None) -> list[dict]:
-    with open_catalogue(settings)() as session:
+    sessions = open_catalogue(settings)
+    mark_dead_jobs(sessions)
+    with sessions() as session:
         query = select(IngestionJob).order_by(IngestionJob.id.desc()).limit(limit)
         if job_id is not None:
             query = select(IngestionJob).where(IngestionJob.id == job_id)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ingest.parse import Block, ParsedDocument
+from ingest.parse import Block, ParsedDocument, ParseFailure
 
 SECTION_SEPARATOR = " > "
 _BLOCK_JOINER = "\n\n"
@@ -42,8 +42,13 @@ def document_text(parsed: ParsedDocument) -> str:
 
 
 def chunk_document(
-    parsed: ParsedDocument, count_tokens: TokenCounter, max_tokens: int, overlap_tokens: int
+    parsed: ParsedDocument,
+    count_tokens: TokenCounter,
+    max_tokens: int,
+    overlap_tokens: int,
+    max_chunks: int | None = None,
 ) -> list[ChunkDraft]:
+    """The document's chunks; ParseFailure as soon as there would be more than `max_chunks` of them."""
     text = document_text(parsed)
     starts = _block_starts(parsed.blocks)
     drafts: list[ChunkDraft] = []
@@ -53,6 +58,11 @@ def chunk_document(
         budget = max(32, max_tokens - (count_tokens([label])[0] + 2 if label else 0))
         units = _units(parsed.blocks, block_ids, starts, text, count_tokens, budget)
         for group in _pack(units, budget, overlap_tokens):
+            if max_chunks is not None and len(drafts) == max_chunks:
+                raise ParseFailure(
+                    "too_many_chunks",
+                    f"it makes more than {max_chunks:,} chunks, over the limit (PENNY_MAX_CHUNKS_PER_DOCUMENT)",
+                )
             start, end = group[0].start, group[-1].end
             drafts.append(
                 ChunkDraft(

@@ -6,14 +6,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
-from collections.abc import Iterator
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ingest.chunk import ChunkDraft, chunk_document
-from ingest.parse import ParsedDocument, ParseFailure, parse_bytes
+from ingest.files import read_bounded
+from ingest.parse import ParsedDocument, ParseFailure, UnpackLimits, parse_bytes
 from penny import Settings
 from retrieval.embedder import count_tokens, load_tokenizer
 
@@ -26,6 +30,10 @@ MIN_FILES_FOR_POOL = 16
 @dataclass(frozen=True)
 class ParseJob:
     path: str
+    within: str | None  # the real folder the file must resolve into (None: named by an operator, may lead anywhere)
+    max_bytes: int
+    unpack: UnpackLimits
+    max_chunks: int
     languages: tuple[str, ...]
     model_name: str
     max_tokens: int
@@ -53,27 +61,43 @@ def _tokenizer(model_name: str):
 def parse_file(job: ParseJob) -> Parsed:
     """Never raises for a bad file: failures come back as data, since exceptions do not cross processes well."""
     try:
-        content = Path(job.path).read_bytes()
+        content = read_bounded(job.path, job.within, job.max_bytes)
+    except ParseFailure as failure:
+        return _refused(job, "", 0, failure)
     except OSError as exc:
-        return Parsed(job.path, "", 0, failure_kind="unreadable", failure_reason=f"cannot read the file: {exc}")
+        return _refused(job, "", 0, ParseFailure("unreadable", f"cannot read the file: {exc.strerror or exc}"))
     digest, size = hashlib.sha256(content).hexdigest(), len(content)
     try:
-        parsed = parse_bytes(Path(job.path), content, job.languages)
+        parsed = parse_bytes(Path(job.path), content, job.languages, job.unpack)
     except ParseFailure as failure:
-        return Parsed(job.path, digest, size, failure_kind=failure.kind, failure_reason=failure.reason)
+        return _refused(job, digest, size, failure)
     except Exception as exc:  # a parser library choking on a malformed file must not abort the whole job
         log.warning("parser failed on %s", job.path, exc_info=True)
         reason = f"the file could not be parsed: {type(exc).__name__}: {exc}"
-        return Parsed(job.path, digest, size, failure_kind="corrupt", failure_reason=reason)
+        return _refused(job, digest, size, ParseFailure("corrupt", reason))
     tokenizer = _tokenizer(job.model_name)
-    drafts = chunk_document(parsed, lambda texts: count_tokens(tokenizer, texts), job.max_tokens, job.overlap_tokens)
+    count = lambda texts: count_tokens(tokenizer, texts)  # noqa: E731
+    try:
+        drafts = chunk_document(parsed, count, job.max_tokens, job.overlap_tokens, job.max_chunks)
+    except ParseFailure as failure:
+        return _refused(job, digest, size, failure)
     return Parsed(job.path, digest, size, parsed=parsed, drafts=tuple(drafts))
 
 
-def parse_files(paths: list[str], settings: Settings) -> Iterator[Parsed]:
-    """Parse `paths`, yielding results in the order of `paths`."""
+def _refused(job: ParseJob, digest: str, size: int, failure: ParseFailure) -> Parsed:
+    return Parsed(job.path, digest, size, failure_kind=failure.kind, failure_reason=failure.reason)
+
+
+def parse_files(
+    paths: list[str], settings: Settings, within: Mapping[str, str | None] | None = None
+) -> Iterator[Parsed]:
+    """Parse `paths`, yielding results in the order of `paths`; `within` names the real folder each path must
+    resolve into (absent: anywhere)."""
+    within = within or {}
+    unpack = UnpackLimits(settings.max_unpacked_bytes, settings.max_compression_ratio)
     jobs = [
-        ParseJob(path, tuple(settings.document_languages), settings.embedding_model, settings.chunk_max_tokens,
+        ParseJob(path, within.get(path), settings.max_file_bytes, unpack, settings.max_chunks_per_document,
+                 tuple(settings.document_languages), settings.embedding_model, settings.chunk_max_tokens,
                  settings.chunk_overlap_tokens)
         for path in paths
     ]  # fmt: skip
@@ -82,5 +106,22 @@ def parse_files(paths: list[str], settings: Settings) -> Iterator[Parsed]:
         yield from map(parse_file, jobs)
         return
     # spawn, not fork: the parent may already run torch's thread pools, which do not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # fmt: skip
         yield from pool.map(parse_file, jobs, chunksize=4)
+
+
+def exit_with_parent(parent_pid: int, interval_seconds: float = 0.5) -> None:
+    """Make this process exit once `parent_pid`, the process that started it, is gone. A parent killed with
+    kill -9 runs no clean-up, and its workers would parse on as orphans (~0.5 GB each) for minutes. A watching
+    thread rather than prctl(PR_SET_PDEATHSIG): that signal follows the parent *thread*, and a server starts its
+    jobs from pool threads that come and go."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_seconds)
+        os._exit(1)  # from any thread: the whole process ends at once
+
+    if os.getppid() != parent_pid:  # the parent died while this process was starting
+        os._exit(1)
+    threading.Thread(target=watch, name="penny-exit-with-parent", daemon=True).start()

@@ -24,7 +24,7 @@ SUPPORTED = {".md": "md", ".markdown": "md", ".txt": "txt", ".text": "txt", ".ht
 
 class ParseFailure(Exception):
     """A file that cannot be ingested; `kind` is one of: unsupported, unreadable, too_large, empty, binary,
-    corrupt, encrypted."""
+    corrupt, encrypted, outside_root, not_a_file, decompression_bomb, too_many_chunks."""
 
     def __init__(self, kind: str, reason: str) -> None:
         super().__init__(reason)
@@ -54,13 +54,29 @@ def doc_type_of(path: Path) -> str:
     return doc_type
 
 
-def parse_bytes(path: Path, content: bytes, languages: tuple[str, ...] = ("eng",)) -> ParsedDocument:
+@dataclass(frozen=True)
+class UnpackLimits:
+    """How far a compressed container (.docx) may unpack before it is refused as a decompression bomb."""
+
+    max_bytes: int  # all members together
+    max_ratio: float  # unpacked / packed size of any member larger than RATIO_FLOOR unpacked
+
+
+RATIO_FLOOR = 1024 * 1024  # small members may compress very well (a repeated style) and cost nothing
+
+
+def parse_bytes(
+    path: Path, content: bytes, languages: tuple[str, ...] = ("eng",), unpack: UnpackLimits | None = None
+) -> ParsedDocument:
     """Parse `content`, the bytes of `path`. Raises ParseFailure with a reason a person can act on.
 
-    Naming the languages spares unstructured a language detection per element (a quarter of its time)."""
+    Naming the languages spares unstructured a language detection per element (a quarter of its time).
+    `unpack` bounds what a .docx may unpack to (the ingestion job always passes the configured limits)."""
     doc_type = doc_type_of(path)
     if not content.strip():
         raise ParseFailure("empty", "the file is empty")
+    if doc_type == "docx" and unpack is not None:
+        check_unpacked_sizes(content, unpack)
     elements = _PARTITIONERS[doc_type](content, list(languages) or ["auto"])
     blocks = _blocks(elements)
     if not blocks:
@@ -124,6 +140,29 @@ def _partition_docx(content: bytes, languages: list[str]):
         return partition_docx(file=io.BytesIO(content), languages=languages)
     except (KeyError, zipfile.BadZipFile, ValueError) as exc:
         raise ParseFailure("corrupt", f"the .docx could not be read: {exc}") from exc
+
+
+def check_unpacked_sizes(content: bytes, limits: UnpackLimits) -> None:
+    """Refuse a ZIP whose members would unpack too far, from the sizes its directory declares, before reading any:
+    zipfile never unpacks a member past its declared size, so the declared sizes bound what parsing can unpack."""
+    try:
+        members = zipfile.ZipFile(io.BytesIO(content)).infolist()
+    except zipfile.BadZipFile:
+        return  # not a ZIP at all: the partitioner says so
+    total = sum(member.file_size for member in members)
+    if total > limits.max_bytes:
+        raise ParseFailure(
+            "too_large",
+            f"it unpacks to {total:,} bytes, over the limit of {limits.max_bytes:,} (PENNY_MAX_UNPACKED_BYTES)",
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > RATIO_FLOOR and ratio > limits.max_ratio:
+            raise ParseFailure(
+                "decompression_bomb",
+                f"its part {member.filename} unpacks to {member.file_size:,} bytes, {ratio:,.0f} times its packed "
+                f"size, over the limit of {limits.max_ratio:g} (PENNY_MAX_COMPRESSION_RATIO)",
+            )
 
 
 def _partition_pdf(content: bytes, languages: list[str]):

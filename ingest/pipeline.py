@@ -21,6 +21,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.chunk import ChunkDraft, chunk_document
+from ingest.files import is_under, read_bounded, regular_stat, resolve_within, too_large
 from ingest.parallel import parse_files
 from ingest.parse import PARSER_VERSION, SUPPORTED, Block, ParsedDocument, ParseFailure, doc_type_of
 from penny import BadInput, PennyError, Settings
@@ -51,6 +52,10 @@ _REDO = {
 
 class JobAlreadyRunning(PennyError):
     code = "job_running"
+
+
+class PathNotAllowed(BadInput):
+    code = "path_not_allowed"
 
 
 @dataclass
@@ -111,12 +116,15 @@ class IngestRequest:
     groups: list[str] = field(default_factory=lambda: ["everyone"])
     source: str = "default"
     prune: bool = False
+    # folders the paths must really lie in (the API's ingestion roots); None: an operator's command, any path.
+    # Either way, a link found inside a folder may not lead out of that folder.
+    roots: list[Path] | None = None
 
 
 def ingest(settings: Settings, request: IngestRequest, progress: Progress | None = None) -> JobReport:
     """Run one ingestion job to completion and return its report."""
     progress = progress or Progress()
-    _validate(request)
+    validate_request(request)
     with _job(settings, request.paths) as (sessions, report):
         progress.job_started(report.job_id)
         _run(settings, sessions, request, report, progress)
@@ -173,9 +181,18 @@ def job_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _validate(request: IngestRequest) -> None:
+def validate_request(request: IngestRequest) -> None:
+    """Refuse a request that cannot start: no paths, paths outside its roots or missing, empty group names."""
     if not request.paths:
         raise BadInput("give at least one file or folder to ingest")
+    if request.roots is not None:  # checked before existence: what lies outside the roots is not even probed
+        outside = [str(p) for p in request.paths if _root_of(os.path.realpath(p), request.roots) is None]
+        if outside:
+            allowed = ", ".join(str(r) for r in request.roots)
+            raise PathNotAllowed(
+                f"{', '.join(outside)}: not inside the ingestion roots ({allowed}); "
+                "add the folder to PENNY_INGEST_ROOTS, or upload the files"
+            )
     missing = [str(p) for p in request.paths if not p.exists()]
     if missing:
         raise BadInput(f"no such file or folder: {', '.join(missing)}")
@@ -202,9 +219,29 @@ class _Plan:
         return bool(self.staged or self.relabelled or self.gone or self.stale)
 
 
+def _root_of(real: str, roots: list[Path]) -> str | None:
+    return next((r for r in map(os.path.realpath, roots) if is_under(real, r)), None)
+
+
+def _files(request: IngestRequest) -> dict[str, str | None]:
+    """Every file to examine, with the real folder it must resolve into: the folder it was found in, or for a
+    file named itself, the ingestion root it lies in (None for an operator's command: it may lead anywhere)."""
+    files: dict[str, str | None] = {}
+    for root in request.paths:
+        if root.is_dir():
+            within = os.path.realpath(root)
+        elif request.roots is not None:
+            within = _root_of(os.path.realpath(root), request.roots) or os.path.realpath(root)
+        else:
+            within = None
+        for path in _walk(root):  # folder links are not walked; file links are checked against `within`
+            files.setdefault(os.path.abspath(path), within)
+    return dict(sorted(files.items()))
+
+
 def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport, progress: Progress) -> None:
     embedder = get_embedder(settings)
-    files = sorted({os.path.abspath(p) for root in request.paths for p in _walk(root)})  # links are not followed
+    files = _files(request)
     roots = [os.path.abspath(p) for p in request.paths]
     progress.start(len(files))
     started = time.perf_counter()
@@ -212,9 +249,9 @@ def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport
     plan = _Plan(groups=sorted(set(request.groups)), source=request.source, chunking=chunking_key(settings))
     plan.stale = _stale_build(settings, sessions)
     to_parse: dict[str, _Staged] = {}
-    for path in files:
+    for path, within in files.items():
         report.files_seen += 1
-        outcome = _examine(Path(path), known.get(path), settings, plan.groups, request.source)
+        outcome = _examine(Path(path), within, known.get(path), settings, plan.groups, request.source)
         if isinstance(outcome, _Staged):
             to_parse[path] = outcome
             continue
@@ -228,7 +265,7 @@ def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport
             plan.touched.append((path, outcome[1]))
             report.unchanged += 1
         progress.advance(files=1)
-    for result in parse_files(list(to_parse), settings):
+    for result in parse_files(list(to_parse), settings, files):
         item = to_parse[result.path]
         item.sha256, item.size = result.sha256, result.size  # as parsed, should the file have changed meanwhile
         if result.failure_kind:
@@ -239,7 +276,7 @@ def _run(settings: Settings, sessions, request: IngestRequest, report: JobReport
         progress.advance(files=1, chunks=len(result.drafts))
     if request.prune:
         present = set(files)
-        plan.gone = [p for p in known if p not in present and any(_under(p, r) for r in roots)]
+        plan.gone = [p for p in known if p not in present and any(is_under(p, r) for r in roots)]
     report.seconds["scan"] = round(time.perf_counter() - started, 3)
     _embed_and_publish(settings, sessions, embedder, plan, known, report, progress)
 
@@ -364,7 +401,7 @@ def ingest_records(
 
 
 def _walk(root: Path) -> Iterator[Path]:
-    if root.is_file():
+    if not root.is_dir():  # a file named itself, whatever it is: examining it says why it is refused
         yield root
         return
     for folder, subfolders, names in os.walk(root):
@@ -374,21 +411,15 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _examine(path: Path, known: Document | None, settings: Settings, groups: list[str], source: str):
+def _examine(path: Path, within: str | None, known: Document | None, settings: Settings, groups: list[str],
+             source: str):  # fmt: skip
     """'unchanged'; ('touched', mtime) for the same content with a new mtime; 'relabel' for the same content with
     new groups or source; a _Staged to (re)index; or a ParseFailure."""
     try:
         doc_type_of(path)
-        stat = path.stat()
+        stat = regular_stat(resolve_within(str(path), within))
         if stat.st_size > settings.max_file_bytes:
-            return ParseFailure(
-                "too_large",
-                f"{stat.st_size:,} bytes is over the limit of {settings.max_file_bytes:,} (PENNY_MAX_FILE_BYTES)",
-            )
+            return too_large(f"{stat.st_size:,} bytes", settings.max_file_bytes)
         same_labels = known is not None and known.groups == groups and known.source == source
         indexed = known is not None and known.status == "indexed"
         # read by an older parser, or cut with other chunking settings: read it again
@@ -397,7 +428,7 @@ def _examine(path: Path, known: Document | None, settings: Settings, groups: lis
         if indexed and known.size == stat.st_size and known.mtime == stat.st_mtime:
             return "unchanged" if same_labels else "relabel"
         # an indexed file with a new mtime may hold the same bytes: hash it before paying for a parse
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if indexed else ""
+        digest = hashlib.sha256(read_bounded(str(path), within, settings.max_file_bytes)).hexdigest() if indexed else ""
     except ParseFailure as failure:
         return failure
     except OSError as exc:

@@ -35,7 +35,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return build_corpus(tmp_path_factory.mktemp("api"))
+    root = tmp_path_factory.mktemp("api")
+    return build_corpus(root, ingest_roots=[root / "shared"])  # where POST /v1/ingest may read, besides uploads
 
 
 @pytest.fixture(scope="module")
@@ -236,8 +237,10 @@ def test_per_key_rate_limit(tmp_path_factory, settings):
 # ---------------------------------------------------------------- admin
 
 
-def test_admin_ingests_lists_and_deletes_a_document(client, settings, admin, bob, tmp_path):
-    path = tmp_path / "parking.md"
+def test_admin_ingests_lists_and_deletes_a_document(client, settings, admin, bob):
+    shared = settings.ingest_roots[0]
+    shared.mkdir(exist_ok=True)
+    path = shared / "parking.md"
     path.write_text(
         "# Parking\n\n## Spaces\n\nThe Leeds office has 40 parking spaces, booked through the front desk.\n"
     )
@@ -264,7 +267,7 @@ def test_admin_ingests_lists_and_deletes_a_document(client, settings, admin, bob
     again = client.delete(f"/v1/documents/{parking['id']}", headers=admin)
     assert again.status_code == 404 and error_of(again)["code"] == "document_not_found"
     assert error_of(client.get("/v1/jobs/424242", headers=admin))["code"] == "job_not_found"
-    missing = client.post("/v1/ingest", json={"paths": [str(tmp_path / "absent")]}, headers=admin)
+    missing = client.post("/v1/ingest", json={"paths": [str(shared / "absent")]}, headers=admin)
     assert missing.status_code == 400 and "no such file" in error_of(missing)["message"]
 
 

@@ -3,8 +3,19 @@ and devices, decompression bombs, parsing outside the serving process, and jobs 
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+import zipfile
 from pathlib import Path
 
+import psutil
+import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from api_support import key
@@ -13,9 +24,12 @@ from sqlalchemy import create_engine, func, select, text
 
 from api.app import create_app
 from api.conversations import HIDDEN
-from ingest.pipeline import IngestRequest, ingest, remove_documents
+from ingest import parallel
+from ingest.admin import list_jobs
+from ingest.parse import ParseFailure, UnpackLimits, parse_bytes
+from ingest.pipeline import IngestRequest, PathNotAllowed, ingest, remove_documents
 from penny import Settings
-from retrieval.catalogue import ChunkRow, Document, open_catalogue
+from retrieval.catalogue import ChunkRow, Document, IngestionJob, open_catalogue
 
 BUDGET_MD = "# Project Bluefin\n\n## Budget\n\nThe budget of Project Bluefin is 2.4 million euros for this year.\n"
 LEAVE_MD = "# Annual leave\n\n## Entitlement\n\nFull-time employees receive 25 days of paid annual leave.\n"
@@ -115,3 +129,262 @@ def test_the_migration_keeps_every_row_and_stops_reuse_on_an_existing_catalogue(
         session.add(new)
         session.flush()
         assert new.id == 3
+
+
+# ---------------------------------------------------------------- item 3: what ingestion may read
+
+
+def _refused(report) -> dict[str, tuple[str, str]]:
+    errors = report["errors"] if isinstance(report, dict) else report.errors
+    return {Path(e["path"]).name: (e["kind"], e["reason"]) for e in errors}
+
+
+def _all_text(settings: Settings) -> str:
+    with open_catalogue(settings)() as session:
+        return " ".join(session.scalars(select(ChunkRow.text)))
+
+
+def _wait_for_job(client: TestClient, url: str, headers: dict[str, str]) -> dict:
+    deadline = time.monotonic() + 180
+    while (job := client.get(url, headers=headers).json())["status"] == "running":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    return job
+
+
+def _penny_ingest(settings: Settings, *paths: Path) -> subprocess.CompletedProcess:
+    """`penny ingest --json` in its own process, as an operator runs it, bounded in time and memory: a regression
+    that blocks on a FIFO must fail here rather than hang, and one that reads /dev/zero whole must not take the
+    machine's memory."""
+    env = {**os.environ, "PENNY_DATA_DIR": str(settings.data_dir), "PENNY_MAX_FILE_BYTES": str(settings.max_file_bytes)}
+
+    def bounded_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # the command itself peaks near 2 GiB (torch)
+
+    return subprocess.run([sys.executable, "-m", "api", "ingest", *map(str, paths), "--json"], env=env,
+                          capture_output=True, text=True, timeout=300, preexec_fn=bounded_memory)  # fmt: skip
+
+
+def test_links_that_leave_the_folder_are_refused_with_a_reason(tmp_path):
+    settings = Settings(data_dir=tmp_path / "penny")
+    docs = tmp_path / "docs"
+    _write(docs, "leave.md", LEAVE_MD)
+    (docs / "passwd.md").symlink_to("/etc/passwd")
+    secret = _write(tmp_path / "elsewhere", "secret.md", "# Vault\n\nThe vault code is 8841.\n")
+    (docs / "secret.md").symlink_to(secret)
+    (docs / "inner").mkdir()
+    (docs / "inner" / "leave-again.md").symlink_to(docs / "leave.md")  # a link inside the folder is followed
+    (docs / "etc").symlink_to("/etc")  # a folder link is never walked
+
+    report = ingest(settings, IngestRequest(paths=[docs]))
+    refused = _refused(report)
+    assert {name: kind for name, (kind, _) in refused.items()} == {
+        "passwd.md": "outside_root",
+        "secret.md": "outside_root",
+    }
+    assert f"a link to /etc/passwd, outside {docs}" in refused["passwd.md"][1]
+    assert (report.status, report.added, report.failed) == ("succeeded", 2, 2)
+    text = _all_text(settings)
+    assert "25 days" in text and "root:" not in text and "8841" not in text
+
+
+def test_fifos_and_devices_are_refused_without_opening_them_and_the_job_finishes(tmp_path):
+    settings = Settings(data_dir=tmp_path / "penny")
+    docs = tmp_path / "docs"
+    _write(docs, "leave.md", LEAVE_MD)
+    os.mkfifo(docs / "pipe.md")  # no writer: opening it for reading blocks for ever
+    zero = tmp_path / "zero.md"
+    zero.symlink_to("/dev/zero")  # named itself, so it may lead anywhere, but only a regular file is read
+
+    done = _penny_ingest(settings, docs, zero)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    refused = _refused(report)
+    assert {name: kind for name, (kind, _) in refused.items()} == {"pipe.md": "not_a_file", "zero.md": "not_a_file"}
+    assert refused["pipe.md"][1].startswith("a FIFO") and refused["zero.md"][1].startswith("a character device")
+    assert (report["status"], report["added"]) == ("succeeded", 1)
+    assert ingest(settings, IngestRequest(paths=[docs])).status == "succeeded"  # the lock was let go
+
+
+def test_every_read_stops_at_the_size_limit_whatever_stat_says(tmp_path):
+    settings = Settings(data_dir=tmp_path / "penny", max_file_bytes=2000)
+    status = tmp_path / "status.txt"
+    status.symlink_to("/proc/self/smaps")  # a regular file whose stat size is 0 and whose content is far larger
+    assert status.stat().st_size == 0 and len(status.read_bytes()) > 2000
+    report = ingest(settings, IngestRequest(paths=[status]))
+    assert _refused(report) == {"status.txt": ("too_large", "it holds more than 2,000 bytes, over the limit of 2,000 "
+                                                            "(PENNY_MAX_FILE_BYTES)")}  # fmt: skip
+
+
+def test_server_paths_must_lie_under_the_ingestion_roots(tmp_path):
+    shared = tmp_path / "shared"
+    settings = Settings(data_dir=tmp_path / "penny", ingest_roots=[shared], rate_limit_per_minute=10_000)
+    _write(shared, "leave.md", LEAVE_MD)
+    (shared / "etc").symlink_to("/etc")
+    outside = _write(tmp_path / "outside", "canteen.md", CANTEEN_MD)
+    admin = key(settings, "root", ["everyone"], admin=True)
+    with TestClient(create_app(settings)) as client:
+        for path in ("/etc", "/etc/passwd", str(outside), str(shared / ".." / "outside"), str(shared / "etc")):
+            refused = client.post("/v1/ingest", json={"paths": [path]}, headers=admin)
+            assert refused.status_code == 403, (path, refused.text)
+            assert refused.json()["error"]["code"] == "path_not_allowed"
+        missing = client.post("/v1/ingest", json={"paths": ["/etc/no-such-file"]}, headers=admin)
+        assert missing.status_code == 403  # what lies outside the roots is not even probed
+        started = client.post("/v1/ingest", json={"paths": [str(shared)]}, headers=admin)
+        assert started.status_code == 202, started.text
+        job = _wait_for_job(client, started.json()["url"], admin)
+        assert (job["status"], job["counts"]["added"], job["errors"]) == ("succeeded", 1, [])
+    with pytest.raises(PathNotAllowed):  # the library refuses the same, whoever calls it with roots
+        ingest(settings, IngestRequest(paths=[outside], roots=[shared]))
+
+
+# ---------------------------------------------------------------- item 4: decompression bombs
+
+
+def _docx(path: Path, headings: int = 1, padding: int = 0) -> Path:
+    """A real .docx; `padding` spaces after the root element of word/document.xml (valid XML that parses, and
+    packs ~1000:1 like the zero-filled part of the issue's bomb)."""
+    from docx import Document as DocxDocument
+
+    document = DocxDocument()
+    for i in range(headings):
+        document.add_heading(f"Section {i}", level=1)
+        document.add_paragraph(f"Clause {i}: the allowance for item {i} is {i * 7} units.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plain = path.with_suffix(".plain")
+    document.save(str(plain))
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            data = source.read(member)
+            target.writestr(member, data + b" " * padding if member.filename == "word/document.xml" else data)
+    plain.unlink()
+    return path
+
+
+def test_a_docx_bomb_is_refused_from_its_declared_sizes_before_anything_is_unpacked(tmp_path):
+    bomb = _docx(tmp_path / "docs" / "bomb.docx", padding=50 * 1024 * 1024)
+    assert bomb.stat().st_size < 200_000  # 50 MiB of XML in under 200 KB
+    settings = Settings(data_dir=tmp_path / "penny")  # the default limits
+    report = ingest(settings, IngestRequest(paths=[bomb.parent]))
+    kind, reason = _refused(report)["bomb.docx"]
+    assert kind == "decompression_bomb" and "word/document.xml" in reason and "PENNY_MAX_COMPRESSION_RATIO" in reason
+
+    limits = UnpackLimits(settings.max_unpacked_bytes, settings.max_compression_ratio)
+    tracemalloc.start()
+    with pytest.raises(ParseFailure, match="times its packed size"):
+        parse_bytes(bomb, bomb.read_bytes(), unpack=limits)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2 * bomb.stat().st_size + 1_000_000  # the part was never unpacked
+
+
+def test_a_docx_over_the_unpacked_size_limit_is_refused(tmp_path):
+    big = _docx(tmp_path / "docs" / "big.docx", padding=3 * 1024 * 1024)
+    settings = Settings(data_dir=tmp_path / "penny", max_unpacked_bytes=1024 * 1024, max_compression_ratio=1e6)
+    kind, reason = _refused(ingest(settings, IngestRequest(paths=[big])))["big.docx"]
+    assert kind == "too_large" and reason.startswith("it unpacks to 3,9") and "PENNY_MAX_UNPACKED_BYTES" in reason
+
+
+def test_a_small_docx_that_would_make_too_many_chunks_is_refused(tmp_path):
+    many = _docx(tmp_path / "docs" / "many.docx", headings=400)
+    assert many.stat().st_size < 50_000
+    settings = Settings(data_dir=tmp_path / "penny", max_chunks_per_document=100)
+    report = ingest(settings, IngestRequest(paths=[many]))
+    assert _refused(report) == {
+        "many.docx": (
+            "too_many_chunks",
+            "it makes more than 100 chunks, over the limit (PENNY_MAX_CHUNKS_PER_DOCUMENT)",
+        )
+    }
+    assert report.chunks_added == 0
+
+
+# ---------------------------------------------------------------- item 7: parsing outside the serving process
+
+
+def test_server_jobs_parse_in_a_process_of_their_own(tmp_path, monkeypatch):
+    parsed_here: list[str] = []
+    parse_file = parallel.parse_file
+    monkeypatch.setattr(parallel, "parse_file", lambda job: parsed_here.append(job.path) or parse_file(job))
+    settings = Settings(data_dir=tmp_path / "penny", rate_limit_per_minute=10_000)
+    admin = key(settings, "root", ["everyone"], admin=True)
+    with TestClient(create_app(settings)) as client:
+        upload = [("files", ("leave.md", LEAVE_MD.encode(), "text/markdown"))]
+        started = client.post("/v1/documents", files=upload, headers=admin)
+        assert started.status_code == 202, started.text
+        job = _wait_for_job(client, started.json()["url"], admin)
+        assert (job["status"], job["counts"]["added"]) == ("succeeded", 1)
+        hits = client.post("/v1/search", json={"query": "days of paid annual leave", "k": 1}, headers=admin).json()
+        assert "25 days" in hits["passages"][0]["text"]
+    assert parsed_here == []  # nothing was parsed in the serving process
+    with open_catalogue(settings)() as session:
+        job_pid = session.scalar(select(IngestionJob.pid).where(IngestionJob.id == job["id"]))
+    assert job_pid not in (0, os.getpid())
+
+
+# ---------------------------------------------------------------- item 8: jobs killed with kill -9
+
+
+def _heavy_corpus(folder: Path, files: int = 24, paragraphs: int = 3000) -> Path:
+    """Enough files for the parse pool, each taking its worker seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        body = "\n\n".join(
+            f"Clause {i}-{j}: the allowance for item {i}-{j} is {i * 7 + j} units." for j in range(paragraphs)
+        )
+        (folder / f"policy-{i:03}.txt").write_text(f"POLICY {i}\n\n{body}")
+    return folder
+
+
+def _busy_parse_workers(job_pid: int, deadline_seconds: float = 240) -> list[psutil.Process]:
+    """The job's parse workers, once they have started working."""
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        workers = [p for p in psutil.Process(job_pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        if workers and all(p.cpu_times().user > 1.0 for p in workers):
+            return workers
+        time.sleep(0.2)
+    raise AssertionError("the job's parse workers did not start")
+
+
+def _assert_they_die(workers: list[psutil.Process], within_seconds: float = 15) -> None:
+    _, alive = psutil.wait_procs(workers, timeout=within_seconds)
+    for orphan in alive:
+        orphan.kill()
+    assert alive == [], f"{len(alive)} parse workers outlived their job by {within_seconds} s"
+
+
+@pytest.mark.slow
+def test_a_job_killed_with_sigkill_is_interrupted_and_its_parse_workers_die(tmp_path):
+    settings = Settings(data_dir=tmp_path / "penny", parse_workers=2)
+    corpus = _heavy_corpus(tmp_path / "docs")
+    env = {**os.environ, "PENNY_DATA_DIR": str(settings.data_dir), "PENNY_PARSE_WORKERS": "2"}
+    job = subprocess.Popen([sys.executable, "-m", "api", "ingest", str(corpus)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        workers = _busy_parse_workers(job.pid)
+    finally:
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+    _assert_they_die(workers)
+    # `penny jobs` (and GET /v1/jobs) tell the truth without waiting for the next job to start
+    assert [(j["status"], str(job.pid) in j["message"]) for j in list_jobs(settings)] == [("interrupted", True)]
+
+
+@pytest.mark.slow
+def test_a_server_job_killed_with_sigkill_is_interrupted_and_its_parse_workers_die(tmp_path):
+    shared = _heavy_corpus(tmp_path / "shared")
+    settings = Settings(data_dir=tmp_path / "penny", parse_workers=2, ingest_roots=[shared],
+                        rate_limit_per_minute=10_000)  # fmt: skip
+    admin = key(settings, "root", ["everyone"], admin=True)
+    with TestClient(create_app(settings)) as client:
+        started = client.post("/v1/ingest", json={"paths": [str(shared)]}, headers=admin)
+        assert started.status_code == 202, started.text
+        with open_catalogue(settings)() as session:
+            job_pid = session.scalar(select(IngestionJob.pid).where(IngestionJob.id == started.json()["job_id"]))
+        assert job_pid != os.getpid()
+        workers = _busy_parse_workers(job_pid)
+        os.kill(job_pid, signal.SIGKILL)
+        job = _wait_for_job(client, started.json()["url"], admin)
+        assert job["status"] == "interrupted"
+    _assert_they_die(workers)

@@ -33,7 +33,7 @@ IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 @router.post("/ingest", response_model=JobStarted, status_code=202)
 async def start_ingest(body: IngestBody, _admin: AdminDep, services: ServicesDep):
     """Start ingesting files or folders on the server in the background; poll `url` for the outcome."""
-    request = ingest_request(body.paths, body.groups, body.source, body.prune)
+    request = ingest_request(services.settings, body.paths, body.groups, body.source, body.prune)
     job_id = await run_in_threadpool(services.ingest.start, request)
     return JobStarted(job_id=job_id, status="running", url=f"/v1/jobs/{job_id}")
 
@@ -53,7 +53,9 @@ async def upload_documents(
     They are kept under the data directory's `uploads/` by file name: uploading a file of the same name again
     replaces it and updates its document; a file the job refuses is removed again. Poll `url` for the outcome."""
     stored = await run_in_threadpool(store_uploads, services.settings, [(f.filename, f.file) for f in files])
-    request = ingest_request([str(path) for path in stored], groups or ["everyone"], source, prune=False)
+    request = ingest_request(
+        services.settings, [str(path) for path in stored], groups or ["everyone"], source, prune=False
+    )
     try:
         job_id = await run_in_threadpool(
             services.ingest.start, request, lambda: discard_unindexed(services.settings, stored)
