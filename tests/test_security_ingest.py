@@ -148,7 +148,7 @@ def _wait_for_job(client: TestClient, url: str, headers: dict[str, str]) -> dict
     deadline = time.monotonic() + 180
     while (job := client.get(url, headers=headers).json())["status"] == "running":
         assert time.monotonic() < deadline, job
-        time.sleep(0.2)
+        time.sleep(0.5)
     return job
 
 
@@ -343,7 +343,7 @@ def _busy_parse_workers(job_pid: int, deadline_seconds: float = 240) -> list[psu
         workers = [p for p in psutil.Process(job_pid).children() if "spawn_main" in " ".join(p.cmdline())]
         if workers and all(p.cpu_times().user > 1.0 for p in workers):
             return workers
-        time.sleep(0.2)
+        time.sleep(0.5)
     raise AssertionError("the job's parse workers did not start")
 
 
