@@ -67,8 +67,8 @@ def test_onnx_and_torch_agree_on_real_text():
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     cosine = (a * b).sum(axis=1)
     assert cosine.mean() >= 0.99 and cosine.min() >= 0.97, (cosine.mean(), cosine.min())
-    # int8 activations are scaled per batch (0.985 between a text alone and in a batch): alone it still agrees
-    assert float(onnx.embed([texts[5]])[0] @ b[5]) >= 0.97
+    # a text's vector does not depend on what it was embedded with (int8 activations are scaled per run)
+    assert np.allclose(onnx.embed([texts[5]])[0], a[5], atol=1e-5)
     # the two rank the corpus alike for a question
     query = "How many days of annual leave do full-time employees get?"
     top_onnx = np.argsort(-(a @ onnx.embed_one(query)))[:5]
