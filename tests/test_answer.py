@@ -338,7 +338,7 @@ def test_cache_keys():
 def test_cache_keys_follow_the_settings_that_shape_answers():
     base = scope_key(["a"], (), Settings())
     assert scope_key(["a"], (), Settings(max_question_chars=500)) == base  # does not change an answer
-    for change in ({"passage_threshold": 0.6}, {"passage_answer": "passage"}, {"llm_model": "smollm2-135m"},
+    for change in ({"router_min_gain": 0.5}, {"passage_answer": "passage"}, {"llm_model": "smollm2-135m"},
                    {"abstain_floor": 0.3}, {"embed_backend": "torch"}):  # fmt: skip
         assert scope_key(["a"], (), Settings(**change)) != base, change
 

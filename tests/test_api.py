@@ -257,7 +257,11 @@ def test_admin_ingests_lists_and_deletes_a_document(client, settings, admin, bob
     parking = next(d for d in documents if d["path"] == str(path.resolve()))
     hits = client.post("/v1/search", json={"query": "parking spaces Leeds", "k": 1}, headers=bob).json()
     assert hits["passages"][0]["document_id"] == parking["id"]
-    assert 'penny_ingest_documents_total{outcome="added"} 1.0' in client.get("/metrics").text
+    # the server records a job's counts when its process has exited, a moment after the job row says succeeded
+    deadline = time.monotonic() + 30
+    while 'penny_ingest_documents_total{outcome="added"} 1.0' not in client.get("/metrics").text:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
 
     deleted = client.delete(f"/v1/documents/{parking['id']}", headers=admin)
     assert deleted.status_code == 200 and deleted.json()["removed"] == 1

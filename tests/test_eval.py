@@ -394,4 +394,4 @@ def test_penny_eval_rejects_what_it_cannot_run(tmp_path):
     external = _penny_eval([str(dataset), "--strategies", "external", "--work-dir", str(tmp_path)], env)
     assert external.returncode == 1 and "PENNY_EXTERNAL_BASE_URL" in external.stderr
     neither = _penny_eval([str(tmp_path), "--work-dir", str(tmp_path)], env)
-    assert neither.returncode == 1 and "is not an evaluation set" in neither.stderr
+    assert neither.returncode == 1 and "is not an evaluation set" in " ".join(neither.stderr.split())

@@ -66,6 +66,8 @@ def test_the_page_streams_an_answer_with_citations_path_and_cost(server, browser
     assert turn.find_element(By.CSS_SELECTOR, ".cost").text.startswith("cost: $")
     assert "Annual Leave Policy" in link.text and "/v1/documents/" in link.get_attribute("href")
 
+    # the ask form is fixed at the bottom of the page: bring the link above it, as a reader scrolls
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
     link.click()  # the page fetches the cited chunk with the key and shows it beside the chat
     wait.until(expected.visibility_of_element_located((By.ID, "source")))
     wait.until(lambda driver: "25 days" in driver.find_element(By.ID, "source-text").text)
