@@ -134,6 +134,9 @@ class Answer:
     flags: list[str] = field(default_factory=list)
     related: list[Citation] = field(default_factory=list)  # closest documents when the path is abstain
     form: AnswerForm | None = None  # the passage answer's shape (passage path, and cache hits of one), else None
+    # Every document whose text reached the answer: the cited ones and any other passage a model was given. Who may
+    # see a stored answer is decided by these, since a model can use a passage without citing it.
+    source_documents: list[int] = field(default_factory=list)
 
 
 # The one vocabulary of Answer.flags: each flag is a name below, alone or as "name:detail". Eval counts them by

@@ -168,8 +168,16 @@ class Answerer:
         )
         scope = scope_key(groups, document_ids, self.settings)
         use_cache = use_cache and strategy == "routed"
-        plan = Plan(work=work, strategy=strategy, path="cache", history=tuple(history), search_filter=search_filter,
-                    scope=scope, use_cache=use_cache, rewrite_method=rewrite.method)  # fmt: skip
+        plan = Plan(
+            work=work,
+            strategy=strategy,
+            path="cache",
+            history=tuple(history),
+            search_filter=search_filter,
+            scope=scope,
+            use_cache=use_cache,
+            rewrite_method=rewrite.method,
+        )
         if use_cache:
             plan.answer = self._lookup(work, scope, version)
         if plan.answer is None:
@@ -215,8 +223,9 @@ class Answerer:
     def _close(self, plan: Plan, answer: Answer) -> Answer:
         answer = self._finish(plan.work, answer)
         if plan.use_cache and answer.path in ("passages", "llm", "external") and plan.result is not None:
-            self.cache.store(plan.work.standalone, self._question_vector(plan.work), plan.scope,
-                             plan.result.index_version, answer)  # fmt: skip
+            self.cache.store(
+                plan.work.standalone, self._question_vector(plan.work), plan.scope, plan.result.index_version, answer
+            )
         return answer
 
     # ------------------------------------------------------------ steps
@@ -246,8 +255,15 @@ class Answerer:
             hit = self.cache.semantic(work.standalone, self._question_vector(work), scope, version)
         if hit is None:
             return None
-        answer = Answer(text=hit.text, path="cache", confidence=hit.confidence, citations=hit.citations,
-                        flags=[*work.flags, *hit.flags], form=hit.form)  # fmt: skip
+        answer = Answer(
+            text=hit.text,
+            path="cache",
+            confidence=hit.confidence,
+            citations=hit.citations,
+            flags=[*work.flags, *hit.flags],
+            form=hit.form,
+            source_documents=hit.source_documents,
+        )
         return answer
 
     def _search(self, work: _Work, search_filter: SearchFilter) -> SearchResult:
@@ -267,9 +283,15 @@ class Answerer:
         candidate = self._passages(work, result)
         quote = candidate.citations[0].quote if candidate.citations else candidate.text
         plan.features = correctness.features(
-            work.standalone, bool(COMBINES.search(work.standalone)), result.confidence, result.passages, quote,
-            work.span_passage, work.span_score, candidate.form,
-        )  # fmt: skip
+            work.standalone,
+            bool(COMBINES.search(work.standalone)),
+            result.confidence,
+            result.passages,
+            quote,
+            work.span_passage,
+            work.span_score,
+            candidate.form,
+        )
         plan.p_passage, plan.p_llm = self.correctness_model.estimate(plan.features)
         return candidate
 
@@ -324,10 +346,20 @@ class Answerer:
         passage = candidates[chosen[0].passage_index]
         work.span_score, work.span_passage = chosen[0].score, passage.chunk.text
         shaped = shape(work.focus, passage.chunk.text, chosen, self.settings.passage_answer)
-        cited = replace(citation(passage, passage.chunk.text[shaped.start : shaped.end]), passage=passage.chunk.text,
-                        span_start=shaped.start, span_end=shaped.end)  # fmt: skip
-        return Answer(text=shaped.text, path="passages", confidence=result.confidence, citations=[cited],
-                      form=shaped.form)  # fmt: skip
+        cited = replace(
+            citation(passage, passage.chunk.text[shaped.start : shaped.end]),
+            passage=passage.chunk.text,
+            span_start=shaped.start,
+            span_end=shaped.end,
+        )
+        return Answer(
+            text=shaped.text,
+            path="passages",
+            confidence=result.confidence,
+            citations=[cited],
+            form=shaped.form,
+            source_documents=[passage.chunk.document_id],
+        )
 
     def _abstain(self, work: _Work, result: SearchResult) -> Answer:
         closest: list[Citation] = []
@@ -359,8 +391,9 @@ class Answerer:
                 work.flags.append("llm_unavailable")
             else:
                 generation = Generation()
-                yield from llm.stream(messages, self.settings.llm_max_tokens, self.settings.llm_timeout_seconds,
-                                      generation)  # fmt: skip
+                yield from llm.stream(
+                    messages, self.settings.llm_max_tokens, self.settings.llm_timeout_seconds, generation
+                )
                 work.add_generation(generation)
                 answer, problem = self._check(work, generation, supplied, result, "llm")
                 if problem is None or not can_escalate:
@@ -404,19 +437,34 @@ class Answerer:
         if renumbered != text:
             work.flags.append("replaced_streamed_text")
         cited = [citation(supplied[number - 1]) for number in numbers]
-        return Answer(text=renumbered, path=path, confidence=result.confidence, citations=cited), None
+        sources = sorted({passage.chunk.document_id for passage in supplied})
+        return Answer(
+            text=renumbered, path=path, confidence=result.confidence, citations=cited, source_documents=sources
+        ), None
 
     def _finish(self, work: _Work, answer: Answer) -> Answer:
         work.cost.cpu_seconds = work.cpu_seconds - work.load_cpu_seconds
         price(work.cost, self.settings, work.external_prompt_tokens, work.external_completion_tokens)
-        return replace(answer, question=work.question, standalone_question=work.standalone, cost=work.cost,
-                       flags=[*work.flags, *(flag for flag in answer.flags if flag not in work.flags)])  # fmt: skip
+        return replace(
+            answer,
+            question=work.question,
+            standalone_question=work.standalone,
+            cost=work.cost,
+            flags=[*work.flags, *(flag for flag in answer.flags if flag not in work.flags)],
+        )
 
 
 def citation(passage: Passage, quote: str = "") -> Citation:
     chunk = passage.chunk
-    return Citation(document_id=chunk.document_id, chunk_id=chunk.id, title=chunk.title,
-                    source_path=chunk.source_path, section=chunk.section, page=chunk.page, quote=quote)  # fmt: skip
+    return Citation(
+        document_id=chunk.document_id,
+        chunk_id=chunk.id,
+        title=chunk.title,
+        source_path=chunk.source_path,
+        section=chunk.section,
+        page=chunk.page,
+        quote=quote,
+    )
 
 
 def renumber_citations(text: str, cited: list[int], supplied: int) -> str:

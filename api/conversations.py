@@ -94,9 +94,12 @@ def _answer_of(message: Message) -> AnswerOut | None:
 
 
 def _hidden_answers(session: Session, messages: list[Message], caller: Caller) -> set[int]:
-    """Ids of the answers that cite, or name as closest, a document the caller may not read."""
+    """Ids of the answers made from, citing or naming as closest a document the caller may not read."""
     answers = {m.id: answer for m in messages if (answer := _answer_of(m)) is not None}
-    resting_on = {m_id: {c.document_id for c in [*a.citations, *a.related]} for m_id, a in answers.items()}
+    resting_on = {
+        m_id: {c.document_id for c in [*a.citations, *a.related]} | set(a.source_documents)
+        for m_id, a in answers.items()
+    }
     readable = _readable_documents(session, set().union(*resting_on.values()), caller)
     return {m_id for m_id, documents in resting_on.items() if not documents <= readable}
 

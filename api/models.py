@@ -136,6 +136,9 @@ class AnswerOut(BaseModel):
     flags: list[str] = Field([], description=_FLAGS_DOC)
     related: list[CitationOut] = Field(default=[], description="Closest documents when the path is abstain")
     form: AnswerForm | None = Field(None, description="A passage answer's shape: figure|span|sentence|block|passage")
+    source_documents: list[int] = Field(
+        default=[], description="Every document whose text reached the answer, cited or only given to the model"
+    )
 
     @classmethod
     def of(cls, answer: Answer) -> AnswerOut:

@@ -298,8 +298,10 @@ def test_cache_hits_exactly_then_semantically_and_is_scoped(corpus):
     asked = "Which flights longer than 6 hours may be booked in business class?"
     assert answerer.answer(asked, groups=["everyone"]).path == "passages"
     embedder = get_searcher(settings).embedder
-    for variant in ("Which flights longer than 9 hours may be booked in business class?",
-                    "Which flights longer than 6 hours may be booked in economy class?"):  # fmt: skip
+    for variant in (
+        "Which flights longer than 9 hours may be booked in business class?",
+        "Which flights longer than 6 hours may be booked in economy class?",
+    ):
         assert float(embedder.embed_one(asked) @ embedder.embed_one(variant)) >= settings.semantic_cache_similarity
         assert answerer.answer(variant, groups=["everyone"]).path != "cache"
     assert answerer.answer(question, groups=["everyone"], use_cache=False).path == "passages"
@@ -338,8 +340,13 @@ def test_cache_keys():
 def test_cache_keys_follow_the_settings_that_shape_answers():
     base = scope_key(["a"], (), Settings())
     assert scope_key(["a"], (), Settings(max_question_chars=500)) == base  # does not change an answer
-    for change in ({"router_min_gain": 0.5}, {"passage_answer": "passage"}, {"llm_model": "smollm2-135m"},
-                   {"abstain_floor": 0.3}, {"embed_backend": "torch"}):  # fmt: skip
+    for change in (
+        {"router_min_gain": 0.5},
+        {"passage_answer": "passage"},
+        {"llm_model": "smollm2-135m"},
+        {"abstain_floor": 0.3},
+        {"embed_backend": "torch"},
+    ):
         assert scope_key(["a"], (), Settings(**change)) != base, change
 
 
@@ -377,8 +384,10 @@ def test_follow_up_rewriting_heuristics():
 def test_follow_up_is_answered_as_its_stand_alone_question(corpus):
     settings = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0)
     answerer = Answerer(settings)
-    history = [("user", "How many days of paid annual leave do full-time employees receive?"),
-               ("assistant", "Full-time employees receive 25 days of paid annual leave per leave year.")]  # fmt: skip
+    history = [
+        ("user", "How many days of paid annual leave do full-time employees receive?"),
+        ("assistant", "Full-time employees receive 25 days of paid annual leave per leave year."),
+    ]
     elliptical = answerer.answer("What about part-time employees?", history=history, use_cache=False)
     assert elliptical.question == "What about part-time employees?"
     assert elliptical.standalone_question == "How many days of paid annual leave do part-time employees receive?"
@@ -415,6 +424,8 @@ def test_llm_path_streams_and_cites_only_supplied_passages(corpus):
     )
     supplied_ids = {passage.chunk.id for passage in supplied.passages}
     assert answer.citations and all(item.chunk_id in supplied_ids for item in answer.citations)
+    if "fell_back_to_passages" not in answer.flags:  # who may see the answer: every document the model was given
+        assert answer.source_documents == sorted({passage.chunk.document_id for passage in supplied.passages})
     assert_citations_allowed(settings, answer, ["everyone"], "How long must passwords be?")
     streamed = "".join(deltas).strip()
     if "replaced_streamed_text" in answer.flags:  # the checks rewrote the text: the Answer says so and differs
@@ -583,8 +594,9 @@ def test_invented_number_falls_back_to_passages(corpus, endpoint):
 
 def test_routed_question_escalates_to_external_when_the_local_model_is_missing(corpus, endpoint):
     endpoint.reply = "Passwords must be at least 14 characters long [1]."
-    settings = external_settings(corpus, endpoint, llm_model="/nonexistent/model.gguf",
-                                 router_min_gain=-1.0, abstain_floor=0.0)  # fmt: skip
+    settings = external_settings(
+        corpus, endpoint, llm_model="/nonexistent/model.gguf", router_min_gain=-1.0, abstain_floor=0.0
+    )
     answer = Answerer(settings).answer("How long must passwords be?", groups=["everyone"], use_cache=False)
     assert answer.path == "external" and "llm_unavailable" in answer.flags
     assert answer.citations[0].source_path.endswith("passwords.md")
@@ -607,8 +619,14 @@ def test_external_decline_becomes_abstain(corpus, endpoint):
 def test_penny_ask_json_reports_answer_path_citations_and_cost(corpus):
     env = {"PENNY_DATA_DIR": str(corpus), "PENNY_ROUTER_MIN_GAIN": "1", "PENNY_ABSTAIN_FLOOR": "0", "PATH": ""}
     penny = Path(sys.executable).with_name("penny")
-    done = subprocess.run([str(penny), "ask", "How long must passwords be?", "--group", "everyone", "--json"],
-                          capture_output=True, text=True, cwd=corpus, env=env, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [str(penny), "ask", "How long must passwords be?", "--group", "everyone", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=corpus,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["path"] == "passages" and "14 characters" in record["answer"]

@@ -21,13 +21,14 @@ from fastapi.testclient import TestClient
 
 from answer.llm import LocalLLM
 from api.app import create_app
-from api.conversations import open_turn
+from api.conversations import open_turn, record_turn
 from api.keys import authenticate
 from api.logs import QUIETED
+from api.models import AnswerOut
 from api.services import services_for
 from ingest.pipeline import IngestRequest, ingest
-from penny import Settings
-from retrieval.catalogue import open_catalogue
+from penny import Answer, Citation, Settings
+from retrieval.catalogue import Document, open_catalogue
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +125,36 @@ def test_an_abstention_naming_hidden_documents_is_hidden_from_a_narrower_key(set
     assert turn.history == [("user", BLUEFIN_QUESTION)]
 
 
+def test_an_answer_made_from_a_hidden_passage_it_does_not_cite_is_hidden_from_a_narrower_key(settings, client):
+    """A model is given several passages and may use one without citing it: the answer below cites only an
+    everyone-document, but the finance passage was among those supplied. K2 must not see it, nor get it as history."""
+    k1 = key(settings, "erin", ["finance", "everyone"])
+    k2 = key(settings, "erin", ["everyone"])
+    sessions = services_for(settings).sessions
+    with sessions() as session:
+        bluefin = session.query(Document).filter(Document.path.like("%bluefin.md")).one()
+        public = next(document for document in session.query(Document) if document.groups == ["everyone"])
+    cited = Citation(
+        document_id=public.id, chunk_id=1, title=public.title, source_path=public.path, section="", page=None
+    )
+    made_from_both = Answer(
+        text=f"Bluefin has {BLUEFIN_FIGURE} euros [1].",
+        path="llm",
+        confidence=0.5,
+        citations=[cited],
+        source_documents=sorted({public.id, bluefin.id}),
+    )
+    as_k1 = authenticate(settings, k1["Authorization"][7:])
+    turn = open_turn(sessions, as_k1, None)
+    record_turn(sessions, as_k1, turn, BLUEFIN_QUESTION, AnswerOut.of(made_from_both))
+
+    shown = client.get(f"/v1/conversations/{turn.conversation_id}", headers=k2)
+    assert shown.status_code == 200 and BLUEFIN_FIGURE not in shown.text
+    as_k2 = open_turn(sessions, authenticate(settings, k2["Authorization"][7:]), turn.conversation_id)
+    assert as_k2.history == [("user", BLUEFIN_QUESTION)]
+    assert BLUEFIN_FIGURE in client.get(f"/v1/conversations/{turn.conversation_id}", headers=k1).text  # the control
+
+
 # ---------------------------------------------------------------- 5: upstream errors do not leak
 
 UPSTREAM_SECRET = "sk-live-acme-billing-4242"
@@ -168,7 +199,7 @@ def test_a_failing_external_tier_gives_clients_a_generic_502_and_the_log_only_it
             "router_min_gain": -1.0,
             "abstain_floor": 0.0,
             "llm_model": "/nonexistent/model.gguf",
-        }  # fmt: skip
+        }
     )  # the local model is missing, so every LLM question goes to the external tier
     headers = key(settings, "erin", ["everyone"])
     question = "How many days of paid annual leave do full-time employees receive?"
@@ -185,8 +216,12 @@ def test_a_failing_external_tier_gives_clients_a_generic_502_and_the_log_only_it
             client.post("/v1/chat?stream=true", json={"message": question, "use_cache": False}, headers=headers),
             client.post("/v1/chat/completions", json={**completion, "stream": True}, headers=headers),
         ]
-    events = [json.loads(line.split("data: ", 1)[1]) for r in streamed for line in r.text.splitlines()
-              if line.startswith("data: {") and '"error"' in line]  # fmt: skip
+    events = [
+        json.loads(line.split("data: ", 1)[1])
+        for r in streamed
+        for line in r.text.splitlines()
+        if line.startswith("data: {") and '"error"' in line
+    ]
     assert len(events) == 2 and {event["error"]["code"] for event in events} == {"external_unavailable"}
     for text in [response.text, *(r.text for r in streamed)]:
         assert UPSTREAM_SECRET not in text and "acme" not in text and "127.0.0.1" not in text
@@ -212,28 +247,57 @@ def admin(settings):
     [
         ("POST", "/v1/search", b'{"query": ' + SURROGATE + b"}", 422, "invalid_request"),
         ("POST", "/v1/chat", b'{"message": ' + SURROGATE + b"}", 422, "invalid_request"),
-        ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user", "content": ' + SURROGATE + b"}]}",
-         422, "invalid_request"),
-        ("POST", "/v1/chat/completions",
-         b'{"messages": [{"role": "user", "content": [{"type": "text", "text": ' + SURROGATE + b"}]}]}",
-         422, "invalid_request"),
-        ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}',
-         422, "invalid_request"),
-        ("POST", "/v1/chat/completions",
-         b'{"messages": [{"role": "user", "content": [{"type": "text", "text": null}]}]}', 422, "invalid_request"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user", "content": ' + SURROGATE + b"}]}",
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user", "content": [{"type": "text", "text": ' + SURROGATE + b"}]}]}",
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}',
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user", "content": [{"type": "text", "text": null}]}]}',
+            422,
+            "invalid_request",
+        ),
         ("GET", f"/v1/documents/{BEYOND_ID}", None, 422, "invalid_request"),
         ("GET", f"/v1/jobs/{BEYOND_ID}", None, 422, "invalid_request"),
-        ("POST", "/v1/feedback", b'{"message_id": ' + BEYOND_ID.encode() + b', "rating": "up"}', 422,
-         "invalid_request"),
-        ("POST", "/v1/chat", b'{"message": "leave", "document_ids": [' + BEYOND_ID.encode() + b"]}", 422,
-         "invalid_request"),
+        (
+            "POST",
+            "/v1/feedback",
+            b'{"message_id": ' + BEYOND_ID.encode() + b', "rating": "up"}',
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/chat",
+            b'{"message": "leave", "document_ids": [' + BEYOND_ID.encode() + b"]}",
+            422,
+            "invalid_request",
+        ),
         ("POST", "/v1/ingest", b'{"paths": ["/' + b"a" * 5000 + b'"]}', 422, "invalid_request"),
         ("POST", "/v1/ingest", b'{"paths": ["/tmp/' + b"a" * 300 + b'.md"]}', 422, "invalid_request"),
         ("POST", "/v1/ingest", b'{"paths": ["/tmp/a\\u0000.md"]}', 422, "invalid_request"),
         ("POST", "/v1/chat", b'{"message": "\\u0000\\u200b\\u200b\\ufeff"}', 400, "empty_question"),
         ("POST", "/v1/search", b'{"query": "\\u0000\\u0000 \\u2060"}', 400, "empty_question"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_gets_a_4xx_json_error(client, admin, method, path, body, status, code):
     response = client.request(method, path, content=body, headers={**admin, "content-type": "application/json"})
     assert response.status_code == status, response.text
@@ -267,8 +331,10 @@ def wait_for(condition, seconds: float = 60) -> None:
 
 def raw_upload(name: bytes, content: bytes) -> tuple[bytes, dict[str, str]]:
     """A multipart body written by hand: HTTP clients percent-encode a newline in a file name, attackers do not."""
-    body = (b'--BOUNDARY\r\nContent-Disposition: form-data; name="files"; filename="' + name + b'"\r\n'
-            b"Content-Type: text/plain\r\n\r\n" + content + b"\r\n--BOUNDARY--\r\n")  # fmt: skip
+    body = (
+        b'--BOUNDARY\r\nContent-Disposition: form-data; name="files"; filename="' + name + b'"\r\n'
+        b"Content-Type: text/plain\r\n\r\n" + content + b"\r\n--BOUNDARY--\r\n"
+    )
     return body, {"content-type": "multipart/form-data; boundary=BOUNDARY"}
 
 
@@ -309,8 +375,14 @@ def test_timestamps_in_responses_carry_their_time_zone(client, admin):
     job = client.get("/v1/jobs", headers=admin).json()[0]
     chat = client.post("/v1/chat", json={"message": "annual leave"}, headers=admin).json()
     conversation = client.get(f"/v1/conversations/{chat['conversation_id']}", headers=admin).json()
-    stamps = [documents[0]["updated_at"], shown["updated_at"], job["started_at"], job["finished_at"],
-              conversation["created_at"], conversation["messages"][0]["created_at"]]  # fmt: skip
+    stamps = [
+        documents[0]["updated_at"],
+        shown["updated_at"],
+        job["started_at"],
+        job["finished_at"],
+        conversation["created_at"],
+        conversation["messages"][0]["created_at"],
+    ]
     for stamp in stamps:
         assert datetime.fromisoformat(stamp).utcoffset() is not None, stamp
         assert stamp.endswith(("Z", "+00:00")), stamp
@@ -321,8 +393,10 @@ def test_repeated_wrong_keys_from_one_address_are_throttled(settings):
     good = key(settings, "frank", ["everyone"])
     query = {"query": "annual leave"}
     with TestClient(create_app(strict), client=("10.0.0.7", 50000)) as guesser:
-        statuses = [guesser.post("/v1/search", json=query, headers={"Authorization": f"Bearer penny_guess{n}"})
-                    for n in range(4)]  # fmt: skip
+        statuses = [
+            guesser.post("/v1/search", json=query, headers={"Authorization": f"Bearer penny_guess{n}"})
+            for n in range(4)
+        ]
         assert [r.status_code for r in statuses] == [401, 401, 401, 429]
         assert error_of(statuses[-1])["code"] == "rate_limited" and int(statuses[-1].headers["retry-after"]) >= 1
         assert guesser.post("/v1/search", json=query, headers=good).status_code == 429  # even a right guess
@@ -335,8 +409,10 @@ def test_a_half_sent_body_is_answered_408_and_the_connection_closed(settings):
     with live_server(impatient) as base_url:
         host, port = base_url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=15) as connection:
-            connection.sendall(b"POST /v1/search HTTP/1.1\r\nHost: penny\r\nContent-Type: application/json\r\n"
-                               b'Content-Length: 100\r\n\r\n{"query": "annual')  # fmt: skip
+            connection.sendall(
+                b"POST /v1/search HTTP/1.1\r\nHost: penny\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"query": "annual'
+            )
             started, received = time.monotonic(), b""
             while chunk := connection.recv(4096):  # until the server closes the connection
                 received += chunk
