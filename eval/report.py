@@ -33,6 +33,7 @@ from answer.policy import Policy, route, route_inputs  # the router's own policy
 from eval.metrics import mean, percentile
 from eval.quality import CORRECT_RECALL
 from eval.runner import Run, load_records
+from penny import FLAGS, flag_name
 
 CORRECT_DEFINITION = (
     f"an answerable question answered (not abstained) with answer-token recall >= {CORRECT_RECALL} against a "
@@ -90,6 +91,7 @@ def summarise(answers: Sequence[dict[str, Any]], retrieval: dict[str, dict[str, 
         "llm_share": _per(sum(1 for r in answers if _tokens(r) > 0), n),
         "paths": dict(Counter(r["path"] for r in answers)),
         "forms": dict(Counter(r["form"] for r in answers if r.get("form"))),  # the shapes of passage answers
+        "flags": flag_counts(answers),
         "llm_prompt_tokens": sum(int((r.get("cost") or {}).get("llm_prompt_tokens", 0)) for r in answers),
         "llm_completion_tokens": sum(int((r.get("cost") or {}).get("llm_completion_tokens", 0)) for r in answers),
         "llm_tokens_per_answer": _per(sum(_tokens(r) for r in answers), n),
@@ -101,6 +103,12 @@ def summarise(answers: Sequence[dict[str, Any]], retrieval: dict[str, dict[str, 
         "cost_per_correct_answer_usd_api_equivalent": _per(api, correct),
         "errors": sum(1 for r in answers if r["path"] == "error"),
     }
+
+
+def flag_counts(answers: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many answers raised each flag of penny.FLAGS, by name (details dropped); every name appears."""
+    raised = Counter(name for r in answers for name in {flag_name(flag) for flag in r.get("flags", [])})
+    return {name: raised[name] for name in FLAGS}
 
 
 # ---------------------------------------------------------------- threshold sweep
@@ -142,8 +150,17 @@ def replay_router(
         path = route(route_inputs(by_passage["question"], found, by_passage["confidence"], p_passage, p_llm), policy)
         if path == "abstain":
             correct = by_passage["unanswerable"]
-            routed.append(by_passage | {"path": "abstain", "abstained": True, "correct": correct,
-                                        "answer_f1": 0.0, "answer_recall": 0.0, "similarity": 0.0})  # fmt: skip
+            routed.append(
+                by_passage
+                | {
+                    "path": "abstain",
+                    "abstained": True,
+                    "correct": correct,
+                    "answer_f1": 0.0,
+                    "answer_recall": 0.0,
+                    "similarity": 0.0,
+                }
+            )
         elif path == "passages":
             routed.append(by_passage)
         else:
@@ -232,16 +249,26 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
         (axes[1], "cost_per_answer_usd_api_equivalent", "API-equivalent cost, USD per 1,000 answers"),
     ):
         curve = sorted(result["points"], key=lambda p: p[field])
-        axis.plot([p[field] * 1000 for p in curve], [p["accuracy"] for p in curve], "-", color="0.6",
-                  marker=".", label="router, min-gain sweep")  # fmt: skip
-        marks = [("passages_only", "s", "passages only"), ("always_llm", "^", "always LLM"),
-                 ("routed_measured", "o", "routed (measured)"),
-                 ("operating_point", "*", "operating point")]  # fmt: skip
+        axis.plot(
+            [p[field] * 1000 for p in curve],
+            [p["accuracy"] for p in curve],
+            "-",
+            color="0.6",
+            marker=".",
+            label="router, min-gain sweep",
+        )
+        marks = [
+            ("passages_only", "s", "passages only"),
+            ("always_llm", "^", "always LLM"),
+            ("routed_measured", "o", "routed (measured)"),
+            ("operating_point", "*", "operating point"),
+        ]
         for key, marker, name in marks:
             point = result.get(key)
             if point:
-                axis.plot(point[field] * 1000, point["accuracy"], marker, markersize=11 if marker == "*" else 8,
-                          label=name)  # fmt: skip
+                axis.plot(
+                    point[field] * 1000, point["accuracy"], marker, markersize=11 if marker == "*" else 8, label=name
+                )
         axis.set_xlabel(label)
         axis.set_ylabel("accuracy")
         axis.grid(alpha=0.3)
@@ -285,7 +312,7 @@ def build_report(run: Run) -> dict[str, Any]:
             "usd_per_cpu_core_hour": settings.usd_per_cpu_core_hour,
             "api_usd_per_1m_prompt": settings.api_usd_per_1m_prompt,
             "api_usd_per_1m_completion": settings.api_usd_per_1m_completion,
-        },  # fmt: skip
+        },
         "correct_definition": CORRECT_DEFINITION,
         "routed_replayed": bool(replayed),
         "strategies": {name: summarise(list(answered.values()), retrieval) for name, answered in by_strategy.items()},
@@ -351,23 +378,31 @@ def write_report(run: Run, report: dict[str, Any]) -> list[Path]:
 
 
 _COLUMNS = [
-    ("n", "n", "{:d}"), ("recall@10", "R@10", "{:.3f}"), ("mrr@10", "MRR@10", "{:.3f}"),
-    ("ndcg@10", "nDCG@10", "{:.3f}"), ("context_answer_recall@10", "ctx ans. recall@10", "{:.3f}"),
-    ("answer_f1", "F1", "{:.3f}"), ("answer_recall", "ans. recall", "{:.3f}"),
-    ("answer_similarity", "emb. sim.", "{:.3f}"), ("accuracy", "accuracy", "{:.3f}"),
-    ("abstention_precision", "abst. P", "{:.2f}"), ("abstention_recall", "abst. R", "{:.2f}"),
-    ("no_llm_share", "no-LLM", "{:.0%}"), ("llm_tokens_per_answer", "LLM tok/ans", "{:.0f}"),
-    ("p50_latency_ms", "p50 ms", "{:.0f}"), ("p95_latency_ms", "p95 ms", "{:.0f}"),
-    ("cost_per_answer_usd", "$/answer local", "{:.2e}"), ("cost_per_correct_answer_usd", "$/correct local", "{:.2e}"),
+    ("n", "n", "{:d}"),
+    ("recall@10", "R@10", "{:.3f}"),
+    ("mrr@10", "MRR@10", "{:.3f}"),
+    ("ndcg@10", "nDCG@10", "{:.3f}"),
+    ("context_answer_recall@10", "ctx ans. recall@10", "{:.3f}"),
+    ("answer_f1", "F1", "{:.3f}"),
+    ("answer_recall", "ans. recall", "{:.3f}"),
+    ("answer_similarity", "emb. sim.", "{:.3f}"),
+    ("accuracy", "accuracy", "{:.3f}"),
+    ("abstention_precision", "abst. P", "{:.2f}"),
+    ("abstention_recall", "abst. R", "{:.2f}"),
+    ("no_llm_share", "no-LLM", "{:.0%}"),
+    ("llm_tokens_per_answer", "LLM tok/ans", "{:.0f}"),
+    ("p50_latency_ms", "p50 ms", "{:.0f}"),
+    ("p95_latency_ms", "p95 ms", "{:.0f}"),
+    ("cost_per_answer_usd", "$/answer local", "{:.2e}"),
+    ("cost_per_correct_answer_usd", "$/correct local", "{:.2e}"),
     ("cost_per_answer_usd_api_equivalent", "$/answer API-eq.", "{:.2e}"),
     ("cost_per_correct_answer_usd_api_equivalent", "$/correct API-eq.", "{:.2e}"),
-]  # fmt: skip
+]
 
 
 def table(strategies: dict[str, dict[str, Any]]) -> str:
     """A Markdown table, one row per strategy; `-` where a figure does not apply."""
-    lines = ["| strategy | " + " | ".join(label for _, label, _ in _COLUMNS) + " |",
-             "|---|" + "---:|" * len(_COLUMNS)]  # fmt: skip
+    lines = ["| strategy | " + " | ".join(label for _, label, _ in _COLUMNS) + " |", "|---|" + "---:|" * len(_COLUMNS)]
     for name, figures in strategies.items():
         cells = ["-" if figures[key] is None else fmt.format(figures[key]) for key, _, fmt in _COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -397,6 +432,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         table(report["paired"]["strategies"]),
     ]
+    parts += ["", "## Flags: what happened on the way (penny.FLAGS)", "", *_flag_lines(report["strategies"])]
     if report.get("targets"):
         parts += ["", "## Targets (routed against always-LLM, like for like)", "", *_target_lines(report["targets"])]
     sweep_result = report["sweep"]
@@ -412,16 +448,33 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _flag_lines(strategies: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per flag some strategy raised, with its meaning from penny.FLAGS."""
+    raised = [name for name in FLAGS if any(figures["flags"].get(name) for figures in strategies.values())]
+    if not raised:
+        return ["No answer raised a flag."]
+    lines = ["| flag | meaning | " + " | ".join(strategies) + " |", "|---|---|" + "---:|" * len(strategies)]
+    for name in raised:
+        counts = " | ".join(str(figures["flags"].get(name, 0)) for figures in strategies.values())
+        lines.append(f"| `{name}` | {FLAGS[name]} | {counts} |")
+    return lines
+
+
 def _sweep_lines(result: dict[str, Any]) -> list[str]:
     def describe(point: dict[str, Any]) -> str:
-        return (f"accuracy {point['accuracy']:.3f}, F1 {point['answer_f1']:.3f}, {point['llm_share']:.0%} to the "
-                f"LLM, ${point['cost_per_answer_usd'] * 1000:.4f} local / "
-                f"${point['cost_per_answer_usd_api_equivalent'] * 1000:.4f} API-eq. per 1,000 answers")  # fmt: skip
+        return (
+            f"accuracy {point['accuracy']:.3f}, F1 {point['answer_f1']:.3f}, {point['llm_share']:.0%} to the "
+            f"LLM, ${point['cost_per_answer_usd'] * 1000:.4f} local / "
+            f"${point['cost_per_answer_usd_api_equivalent'] * 1000:.4f} API-eq. per 1,000 answers"
+        )
 
-    lines = [f"Replayed from the recorded passage and LLM answers of {result['n']} questions "
-             f"(abstain floor {result['abstain_floor']}); quality = {result['quality']}.", "",
-             f"- always LLM: {describe(result['always_llm'])}",
-             f"- passages only: {describe(result['passages_only'])}"]  # fmt: skip
+    lines = [
+        f"Replayed from the recorded passage and LLM answers of {result['n']} questions "
+        f"(abstain floor {result['abstain_floor']}); quality = {result['quality']}.",
+        "",
+        f"- always LLM: {describe(result['always_llm'])}",
+        f"- passages only: {describe(result['passages_only'])}",
+    ]
     if result.get("routed_measured"):
         lines.append(f"- routed as measured: {describe(result['routed_measured'])}")
     best = result["operating_point"]
@@ -439,9 +492,11 @@ def _sweep_lines(result: dict[str, Any]) -> list[str]:
     ]
     for point in result["points"]:
         shown = "∞" if point["threshold"] is None else f"{point['threshold']:.2f}"
-        lines.append(f"| {shown} | {point['llm_share']:.0%} | {point['accuracy']:.3f} | {point['answer_f1']:.3f} "
-                     f"| {point['cost_per_answer_usd'] * 1000:.4f} "
-                     f"| {point['cost_per_answer_usd_api_equivalent'] * 1000:.4f} |")  # fmt: skip
+        lines.append(
+            f"| {shown} | {point['llm_share']:.0%} | {point['accuracy']:.3f} | {point['answer_f1']:.3f} "
+            f"| {point['cost_per_answer_usd'] * 1000:.4f} "
+            f"| {point['cost_per_answer_usd_api_equivalent'] * 1000:.4f} |"
+        )
     return lines
 
 

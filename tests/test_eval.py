@@ -14,7 +14,7 @@ import pytest
 from eval.quality import answer_f1, answer_recall, embedding_similarity, grade, token_f1
 from eval.report import replay_router, summarise, sweep, targets
 from eval.workspace import EvalQuestion, load_eval_set, sample_questions
-from penny import BadInput, Settings
+from penny import FLAGS, BadInput, Settings
 from retrieval.embedder import get_embedder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +49,11 @@ def test_embedding_similarity_is_the_best_cosine_with_the_index_model():
     near = embedding_similarity(embedder, "Staff have 25 days of holiday a year.", ["Employees get 25 days of leave."])
     far = embedding_similarity(embedder, "Passwords need 14 characters.", ["Employees get 25 days of leave."])
     assert 0.4 < near < 1.0 and far < near
-    best = embedding_similarity(embedder, "Staff have 25 days of holiday a year.",
-                                ["Passwords need 14 characters.", "Employees get 25 days of leave."])  # fmt: skip
+    best = embedding_similarity(
+        embedder,
+        "Staff have 25 days of holiday a year.",
+        ["Passwords need 14 characters.", "Employees get 25 days of leave."],
+    )
     assert best == pytest.approx(near, abs=1e-5)
     assert embedding_similarity(embedder, "", ["x"]) == 0.0
 
@@ -69,14 +72,45 @@ def test_grade_defines_correct():
 # ---------------------------------------------------------------- per-strategy figures
 
 
-def _answer(qid, path, correct, *, recall=0.0, f1=0.0, sim=0.0, unanswerable=False, latency=100.0,
-            local=0.0, api=0.0, prompt=0, completion=0, confidence=0.5, question="q"):  # fmt: skip
-    return {"kind": "answer", "strategy": "s", "qid": qid, "question": question, "path": path,
-            "abstained": path == "abstain", "unanswerable": unanswerable, "graded": True, "correct": correct,
-            "answer_recall": recall, "answer_f1": f1, "similarity": sim, "latency_ms": latency,
-            "confidence": confidence,
-            "cost": {"usd_local": local, "usd_api_equivalent": api, "llm_prompt_tokens": prompt,
-                     "llm_completion_tokens": completion}}  # fmt: skip
+def _answer(
+    qid,
+    path,
+    correct,
+    *,
+    recall=0.0,
+    f1=0.0,
+    sim=0.0,
+    unanswerable=False,
+    latency=100.0,
+    local=0.0,
+    api=0.0,
+    prompt=0,
+    completion=0,
+    confidence=0.5,
+    question="q",
+):
+    return {
+        "kind": "answer",
+        "strategy": "s",
+        "qid": qid,
+        "question": question,
+        "path": path,
+        "abstained": path == "abstain",
+        "unanswerable": unanswerable,
+        "graded": True,
+        "correct": correct,
+        "answer_recall": recall,
+        "answer_f1": f1,
+        "similarity": sim,
+        "latency_ms": latency,
+        "confidence": confidence,
+        "cost": {
+            "usd_local": local,
+            "usd_api_equivalent": api,
+            "llm_prompt_tokens": prompt,
+            "llm_completion_tokens": completion,
+        },
+    }
 
 
 def test_summarise_matches_hand_computed_figures():
@@ -84,7 +118,7 @@ def test_summarise_matches_hand_computed_figures():
         _answer("a", "passages", True, recall=1.0, f1=0.5, sim=0.9, latency=10, local=1e-6),
         _answer(
             "b", "llm", False, recall=0.25, f1=0.2, sim=0.6, latency=20, local=3e-5, api=2e-3, prompt=600, completion=50
-        ),  # fmt: skip
+        ),
         _answer("c", "abstain", True, unanswerable=True, latency=30, local=1e-6),
         _answer("d", "abstain", False, latency=40, local=2e-6),
     ]
@@ -124,6 +158,16 @@ def test_summarise_gives_null_where_a_figure_cannot_exist():
     assert figures["recall@10"] is None and figures["ndcg@10"] is None
     assert figures["abstention_precision"] is None and figures["abstention_recall"] is None
     assert figures["cost_per_correct_answer_usd"] is None  # nothing correct: no cost per correct answer
+
+
+def test_summarise_counts_each_flag_of_the_vocabulary_by_name():
+    flagged = [_answer("a", "cache", True), _answer("b", "llm", False), _answer("c", "passages", True)]
+    flagged[0]["flags"] = ["cached_from:passages", "rewrite:ellipsis"]
+    flagged[1]["flags"] = ["unsupported_numbers:42,7", "fell_back_to_passages", "rewrite:context"]
+    counts = summarise(flagged, {})["flags"]
+    assert set(counts) == set(FLAGS)  # every name of the vocabulary, raised or not
+    assert counts["rewrite"] == 2 and counts["cached_from"] == 1 and counts["unsupported_numbers"] == 1
+    assert counts["escalated"] == 0
 
 
 # ---------------------------------------------------------------- the router sweep
@@ -173,8 +217,14 @@ def test_sweep_finds_the_cheapest_min_gain_as_good_as_always_llm():
 
 def test_targets_compare_routed_with_always_llm_and_say_unknown():
     def figures(accuracy, f1, no_llm, local, api):
-        return {"n": 10, "accuracy": accuracy, "answer_f1": f1, "no_llm_share": no_llm,
-                "cost_per_correct_answer_usd": local, "cost_per_correct_answer_usd_api_equivalent": api}  # fmt: skip
+        return {
+            "n": 10,
+            "accuracy": accuracy,
+            "answer_f1": f1,
+            "no_llm_share": no_llm,
+            "cost_per_correct_answer_usd": local,
+            "cost_per_correct_answer_usd_api_equivalent": api,
+        }
 
     met = targets({"routed": figures(0.6, 0.39, 0.8, 1e-6, 1e-4), "llm": figures(0.6, 0.4, 0.0, 1e-5, 1e-3)})
     assert met["accuracy_at_least_llm"] and met["f1_within_002_of_llm"] and met["no_llm_share_at_least_80pct"]
@@ -209,10 +259,15 @@ def test_project_data_layout_uses_sources_as_document_qrels(tmp_path):
     (tmp_path / "corpus" / "leave").mkdir(parents=True)
     (tmp_path / "corpus" / "leave" / "annual.md").write_text("# Leave\n\n25 days.\n")
     rows = [
-        {"id": "q1", "question": "How much leave?", "answer": "25 days", "sources": ["leave/annual.md"],
-         "kind": "single"},
+        {
+            "id": "q1",
+            "question": "How much leave?",
+            "answer": "25 days",
+            "sources": ["leave/annual.md"],
+            "kind": "single",
+        },
         {"id": "q2", "question": "Who won the cup?", "answer": "", "sources": [], "kind": "unanswerable"},
-    ]  # fmt: skip
+    ]
     (tmp_path / "sample-questions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     eval_set = load_eval_set(tmp_path)
     first, second = eval_set.questions
@@ -227,17 +282,32 @@ def test_project_data_layout_uses_sources_as_document_qrels(tmp_path):
 # ---------------------------------------------------------------- end to end
 
 CORPUS = [
-    ("leave", "Annual leave", "Full-time employees receive 25 days of paid annual leave per year. Up to 5 unused "
-     "days may be carried over into the next year and expire on 31 March."),
-    ("passwords", "Password standard", "Passwords must be at least 14 characters long. Multi-factor "
-     "authentication is required for remote access and administrator accounts."),
-    ("travel", "Travel policy", "Economy class is required for flights shorter than 6 hours. Hotels in London are "
-     "capped at 180 pounds per night."),
-    ("pension", "Pension scheme", "The company pays 6 percent of salary into the pension scheme when the employee "
-     "pays at least 4 percent."),
+    (
+        "leave",
+        "Annual leave",
+        "Full-time employees receive 25 days of paid annual leave per year. Up to 5 unused "
+        "days may be carried over into the next year and expire on 31 March.",
+    ),
+    (
+        "passwords",
+        "Password standard",
+        "Passwords must be at least 14 characters long. Multi-factor "
+        "authentication is required for remote access and administrator accounts.",
+    ),
+    (
+        "travel",
+        "Travel policy",
+        "Economy class is required for flights shorter than 6 hours. Hotels in London are "
+        "capped at 180 pounds per night.",
+    ),
+    (
+        "pension",
+        "Pension scheme",
+        "The company pays 6 percent of salary into the pension scheme when the employee pays at least 4 percent.",
+    ),
     ("report-a", "table", "Revenue | 2019 | 2018\nLicences | 120 | 100\nServices | 80 | 70"),
     ("report-b", "table", "Revenue | 2019 | 2018\nLicences | 300 | 250\nServices | 40 | 45"),
-]  # fmt: skip
+]
 QUERIES = [
     ("q1", "How many days of paid annual leave do full-time employees receive?", {}, ["25 days"], "leave"),
     ("q2", "How long must passwords be?", {}, ["at least 14 characters"], "passwords"),
@@ -267,8 +337,14 @@ def _write_tiny_set(folder: Path) -> None:
 
 
 def _penny_eval(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "penny"), "eval", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "penny"), "eval", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def _records(out: Path) -> list[dict]:
@@ -294,10 +370,24 @@ def _percentile(values, share):
 def test_penny_eval_end_to_end_on_a_tiny_set(tmp_path):
     dataset, out, work = tmp_path / "tiny", tmp_path / "out", tmp_path / "work"
     _write_tiny_set(dataset)
-    env = os.environ | {"PENNY_LLM_MODEL": "smollm2-135m", "PENNY_LLM_MAX_TOKENS": "32",
-                        "PENNY_DATA_DIR": str(tmp_path / "unused")}  # fmt: skip
-    args = [str(dataset), "--strategies", "passages,llm,routed", "--llm-limit", "3", "--seed", "1",
-            "--out", str(out), "--work-dir", str(work)]  # fmt: skip
+    env = os.environ | {
+        "PENNY_LLM_MODEL": "smollm2-135m",
+        "PENNY_LLM_MAX_TOKENS": "32",
+        "PENNY_DATA_DIR": str(tmp_path / "unused"),
+    }
+    args = [
+        str(dataset),
+        "--strategies",
+        "passages,llm,routed",
+        "--llm-limit",
+        "3",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--work-dir",
+        str(work),
+    ]
     done = _penny_eval(args, env)
     assert done.returncode == 0, done.stderr
 
@@ -347,8 +437,11 @@ def test_penny_eval_end_to_end_on_a_tiny_set(tmp_path):
         if unanswerable:
             assert figures["abstention_recall"] == pytest.approx(_mean(r["abstained"] for r in unanswerable))
         for record in mine:  # every record is graded by the stated rule
-            expected = record["abstained"] if record["unanswerable"] else (
-                not record["abstained"] and record["answer_recall"] >= 0.5)  # fmt: skip
+            expected = (
+                record["abstained"]
+                if record["unanswerable"]
+                else (not record["abstained"] and record["answer_recall"] >= 0.5)
+            )
             assert record["correct"] == expected
     passages = report["strategies"]["passages"]
     assert passages["no_llm_share"] == 1.0 and passages["llm_tokens_per_answer"] == 0

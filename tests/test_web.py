@@ -94,6 +94,28 @@ def test_a_passage_answer_shows_its_passage_with_the_answering_span_marked(serve
     browser.save_screenshot(str(tmp_path / "passage-span.png"))
 
 
+def test_an_answer_s_flags_are_shown_with_their_meaning(server, browser):
+    """Asked twice, the second answer comes from the cache: its flag is shown as penny.FLAGS explains it."""
+    url, token = server
+    browser.get(url + "/")
+    field = browser.find_element(By.ID, "key")
+    field.clear()
+    field.send_keys(token)
+    wait = WebDriverWait(browser, 60)
+    for asked in (1, 2):
+        browser.find_element(By.ID, "question").send_keys(LEAVE_QUESTION)
+        browser.find_element(By.ID, "send").click()
+        wait.until(
+            lambda driver, n=asked: (
+                len(driver.find_elements(By.CSS_SELECTOR, ".turn .path.passages, .turn .path.cache")) == n
+            )
+        )
+    second = browser.find_elements(By.CSS_SELECTOR, ".turn")[-1]
+    wait.until(lambda driver: second.find_elements(By.CSS_SELECTOR, ".flags li[data-flag='cached_from']"))
+    shown = second.find_element(By.CSS_SELECTOR, ".flags li[data-flag='cached_from']").text
+    assert shown.startswith("served from the answer cache") and shown.endswith("(passages)")
+
+
 def test_the_page_shows_a_clear_error_for_a_bad_key(server, browser):
     url, _ = server
     browser.get(url + "/")

@@ -25,7 +25,7 @@ from api.models import (
     error_responses,
 )
 from api.services import Services
-from penny import Answer
+from penny import FLAGS, Answer
 
 router = APIRouter(prefix="/v1", tags=["chat"], responses=error_responses(*COMMON_ERRORS, 404, 502, 503))
 
@@ -79,3 +79,10 @@ async def feedback(body: FeedbackRequest, caller: CallerDep, services: ServicesD
         add_feedback, services.sessions, caller, body.message_id, rating, body.comment
     )
     return FeedbackResponse(id=feedback_id, message_id=body.message_id, rating=body.rating)
+
+
+@router.get("/flags")
+async def flags(caller: CallerDep) -> dict[str, str]:
+    """The vocabulary of `Answer.flags`: each flag's name and what it means (penny.FLAGS). A flag in an answer is a
+    name, or `name:detail`."""
+    return FLAGS

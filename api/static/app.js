@@ -54,6 +54,7 @@ function showAnswer(turn, chat) {
   path.textContent = "path: " + answer.path;
   path.classList.add(answer.path);
   if (answer.form) turn.querySelector(".form").textContent = "form: " + answer.form;
+  showFlags(turn.querySelector(".flags"), answer.flags);
   showPassage(turn.querySelector(".passage"), answer.citations[0]);
   turn.querySelector(".confidence").textContent = "confidence: " + answer.confidence.toFixed(2);
   const cost = answer.cost;
@@ -83,6 +84,23 @@ function showAnswer(turn, chat) {
       });
       if (response.ok) feedback.textContent = "Thanks for the feedback.";
     });
+  }
+}
+
+// The vocabulary of Answer.flags (GET /v1/flags), read once: each flag is shown with what it means.
+let flagMeanings = null;
+async function showFlags(list, flags) {
+  if (!flags.length) return;
+  if (flagMeanings === null) {
+    const response = await fetch("/v1/flags", { headers: headers() });
+    flagMeanings = response.ok ? await response.json() : {};
+  }
+  for (const flag of flags) {
+    const [name, ...detail] = flag.split(":");
+    const item = document.createElement("li");
+    item.textContent = (flagMeanings[name] || name) + (detail.length ? ` (${detail.join(":")})` : "");
+    item.dataset.flag = name;
+    list.append(item);
   }
 }
 
