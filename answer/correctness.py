@@ -10,13 +10,13 @@ the answering span scores higher. The coefficients ship as correctness.json besi
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from penny import Passage
 from retrieval.analysis import analyze
+from retrieval.confidence import Logistic
 
 PACKAGED = Path(__file__).with_name("correctness.json")
 
@@ -39,14 +39,25 @@ _FIGURE = re.compile(
     r"was the (?:total|value|change|average))|when\b|which year|in which year)",
     re.I,
 )
-_PROCEDURE = re.compile(r"\b(?:how (?:do|can|should|would) (?:i|you|we|one|users?|administrators?)|how to|steps?|"
-                        r"procedure|configure|install|enable|create|set up|deploy|upgrade)\b", re.I)  # fmt: skip
+_PROCEDURE = re.compile(
+    r"\b(?:how (?:do|can|should|would) (?:i|you|we|one|users?|administrators?)|how to|steps?|"
+    r"procedure|configure|install|enable|create|set up|deploy|upgrade)\b",
+    re.I,
+)
 _DEFINITION = re.compile(r"^\s*(?:what (?:is|are)|describe|explain|define|what does)\b", re.I)
 _YES_NO = re.compile(r"^\s*(?:is|are|can|does|do|should|must|may|will|was|were|has|have)\b", re.I)
 
 
-def features(question: str, combines: bool, confidence: float, passages: list[Passage], answer_text: str,
-             passage_text: str, span_score: float, form: str) -> dict[str, float]:  # fmt: skip
+def features(
+    question: str,
+    combines: bool,
+    confidence: float,
+    passages: list[Passage],
+    answer_text: str,
+    passage_text: str,
+    span_score: float,
+    form: str,
+) -> dict[str, float]:
     """The features of one question's passage answer (see FEATURES)."""
     terms = set(analyze(question))
     answer_terms = set(analyze(answer_text))
@@ -70,16 +81,6 @@ def features(question: str, combines: bool, confidence: float, passages: list[Pa
 
 
 @dataclass(frozen=True)
-class Logistic:
-    weights: dict[str, float]
-    bias: float
-
-    def predict(self, values: dict[str, float]) -> float:
-        z = self.bias + sum(weight * values.get(name, 0.0) for name, weight in self.weights.items())
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
-
-
-@dataclass(frozen=True)
 class CorrectnessModel:
     """P(passage answer correct) and P(LLM answer correct) for one question's features."""
 
@@ -94,8 +95,7 @@ class CorrectnessModel:
     @classmethod
     def load(cls, path: Path) -> CorrectnessModel:
         data = json.loads(path.read_text())
-        return cls(passage=Logistic(data["passage"]["weights"], data["passage"]["bias"]),
-                   llm=Logistic(data["llm"]["weights"], data["llm"]["bias"]), note=data.get("note", ""))  # fmt: skip
+        return cls(passage=Logistic.of(data["passage"]), llm=Logistic.of(data["llm"]), note=data.get("note", ""))
 
     def estimate(self, values: dict[str, float]) -> tuple[float, float]:
         return self.passage.predict(values), self.llm.predict(values)

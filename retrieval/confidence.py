@@ -58,9 +58,23 @@ def features_from_candidates(
 
 
 @dataclass(frozen=True)
-class ConfidenceModel:
+class Logistic:
+    """A fitted logistic model over named features: the form every shipped estimate of Penny's takes."""
+
     weights: dict[str, float]
     bias: float
+
+    @classmethod
+    def of(cls, data: dict) -> Logistic:
+        return cls(weights=data["weights"], bias=data["bias"])
+
+    def predict(self, values: dict[str, float]) -> float:
+        z = self.bias + sum(weight * values.get(name, 0.0) for name, weight in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+@dataclass(frozen=True)
+class ConfidenceModel(Logistic):
     note: str = ""
 
     @classmethod
@@ -71,7 +85,3 @@ class ConfidenceModel:
     def load(cls, path: Path) -> ConfidenceModel:
         data = json.loads(path.read_text())
         return cls(weights=data["weights"], bias=data["bias"], note=data.get("note", ""))
-
-    def predict(self, values: dict[str, float]) -> float:
-        z = self.bias + sum(self.weights.get(name, 0.0) * values[name] for name in FEATURES)
-        return 1.0 / (1.0 + math.exp(-z))
