@@ -53,11 +53,29 @@ def normalise(question: str) -> str:
 
 # Settings that change which answer a question gets (routing, answer style, the LLM, retrieval at query time).
 ANSWER_SETTINGS = (
-    "router_min_gain", "abstain_floor", "passage_answer", "answer_sentences", "llm_model", "llm_context_tokens",
-    "llm_max_tokens", "llm_passages", "external_base_url", "external_model", "followup_llm_rewrite", "fusion",
-    "fusion_dense_weight", "fusion_normalisation", "fusion_numeric_dense_weight", "fusion_long_query_terms",
-    "fusion_long_dense_weight", "rrf_k", "candidates", "hnsw_ef_search", "embedding_model", "embed_backend",
-)  # fmt: skip
+    "router_min_gain",
+    "abstain_floor",
+    "passage_answer",
+    "answer_sentences",
+    "llm_model",
+    "llm_context_tokens",
+    "llm_max_tokens",
+    "llm_passages",
+    "external_base_url",
+    "external_model",
+    "followup_llm_rewrite",
+    "fusion",
+    "fusion_dense_weight",
+    "fusion_normalisation",
+    "fusion_numeric_dense_weight",
+    "fusion_long_query_terms",
+    "fusion_long_dense_weight",
+    "rrf_k",
+    "candidates",
+    "hnsw_ef_search",
+    "embedding_model",
+    "embed_backend",
+)
 
 
 def scope_key(groups: Sequence[str] | None, document_ids: Sequence[int], settings: Settings) -> str:

@@ -108,8 +108,9 @@ def score_sentences(
     for i, cosine in zip(shortlist, similarity, strict=True):
         index, position, sentence = located[i]
         score = float(cosine) + TERM_WEIGHT * overlap[i]
-        scored.append(ScoredSentence(index, position, sentence.text, score, sentence.start, sentence.end,
-                                     sentence.line))  # fmt: skip
+        scored.append(
+            ScoredSentence(index, position, sentence.text, score, sentence.start, sentence.end, sentence.line)
+        )
     return scored, question_vector, embed_calls
 
 

@@ -38,10 +38,16 @@ class Policy:
     min_gain: float
 
 
-def route_inputs(question: str, has_passages: bool, confidence: float | None, p_passage: float = 0.0,
-                 p_llm: float = 0.0) -> RouteInputs:  # fmt: skip
-    return RouteInputs(has_passages=has_passages, confidence=confidence or 0.0,
-                       combines=bool(COMBINES.search(question)), p_passage=p_passage, p_llm=p_llm)  # fmt: skip
+def route_inputs(
+    question: str, has_passages: bool, confidence: float | None, p_passage: float = 0.0, p_llm: float = 0.0
+) -> RouteInputs:
+    return RouteInputs(
+        has_passages=has_passages,
+        confidence=confidence or 0.0,
+        combines=bool(COMBINES.search(question)),
+        p_passage=p_passage,
+        p_llm=p_llm,
+    )
 
 
 def route(inputs: RouteInputs, policy: Policy) -> Route:

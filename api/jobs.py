@@ -39,15 +39,20 @@ class IngestRunner:
         runs once the job is over, however it ended (or when it never started)."""
         validate_request(request)  # answered at once, without starting a process
         receiver, sender = _PROCESSES.Pipe(duplex=False)
-        process = _PROCESSES.Process(target=run_job, args=(self.settings, request, sender, os.getpid(),
-                                     logging.getLogger().level), name="penny-ingest", daemon=False)  # fmt: skip
+        process = _PROCESSES.Process(
+            target=run_job,
+            args=(self.settings, request, sender, os.getpid(), logging.getLogger().level),
+            name="penny-ingest",
+            daemon=False,
+        )
         process.start()
         self._running.add(process)
         sender.close()  # the child holds the only sending end: its exit reads as EOF here
         first = _receive(receiver, START_TIMEOUT_SECONDS)
         job_id = first[1] if first and first[0] == "started" else None
-        threading.Thread(target=self._reap, args=(process, receiver, job_id, finished), name="penny-ingest-reaper",
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=self._reap, args=(process, receiver, job_id, finished), name="penny-ingest-reaper", daemon=True
+        ).start()
         if job_id is not None:
             return job_id
         if first is None:
@@ -131,5 +136,6 @@ def ingest_roots(settings: Settings) -> list[Path]:
 
 
 def ingest_request(settings: Settings, paths: list[str], groups: list[str], source: str, prune: bool) -> IngestRequest:
-    return IngestRequest(paths=[Path(p) for p in paths], groups=groups, source=source, prune=prune,
-                         roots=ingest_roots(settings))  # fmt: skip
+    return IngestRequest(
+        paths=[Path(p) for p in paths], groups=groups, source=source, prune=prune, roots=ingest_roots(settings)
+    )

@@ -70,8 +70,10 @@ def main() -> None:
         for backend in BACKENDS:
             cosine = float((passages[backend] * passages["torch"]).sum(axis=1).mean())
             recall, mrr = quality(passages[backend], ids, asked[backend], queries, dataset.qrels)
-            print(f"| {name} | {len(texts)} | {len(queries)} | {backend} | {1000 * cpu[backend] / len(texts):.1f} | "
-                  f"{cosine:.4f} | {recall:.4f} | {mrr:.4f} |")  # fmt: skip
+            print(
+                f"| {name} | {len(texts)} | {len(queries)} | {backend} | {1000 * cpu[backend] / len(texts):.1f} | "
+                f"{cosine:.4f} | {recall:.4f} | {mrr:.4f} |"
+            )
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

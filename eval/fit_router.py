@@ -33,8 +33,11 @@ def rows(paths: list[Path]) -> tuple[list[tuple[dict, bool]], list[tuple[dict, b
     """(passage rows, llm rows) of one set's results files: each a features dict with the correctness label."""
     records = [r for path in paths for r in load_records(path) if r["kind"] == "answer" and r.get("graded")]
     features = {r["qid"]: r["features"] for r in records if r["strategy"] == "passages" and r.get("features")}
-    passage = [(features[r["qid"]], bool(r["correct"])) for r in records
-               if r["strategy"] == "passages" and r["qid"] in features]  # fmt: skip
+    passage = [
+        (features[r["qid"]], bool(r["correct"]))
+        for r in records
+        if r["strategy"] == "passages" and r["qid"] in features
+    ]
     llm = [(features[r["qid"]], bool(r["correct"])) for r in records if r["strategy"] == "llm" and r["qid"] in features]
     return passage, llm
 
@@ -54,8 +57,10 @@ def fit(data: list[tuple[dict, bool]]) -> dict:
 
     bounds = [(None, None)] + [(0.0, None) if name in EVIDENCE else (None, None) for name in FEATURES]
     theta = minimize(loss, np.zeros(len(FEATURES) + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
-    return {"weights": {name: round(float(w), 4) for name, w in zip(FEATURES, theta[1:], strict=True)},
-            "bias": round(float(theta[0]), 4)}  # fmt: skip
+    return {
+        "weights": {name: round(float(w), 4) for name, w in zip(FEATURES, theta[1:], strict=True)},
+        "bias": round(float(theta[0]), 4),
+    }
 
 
 def predict(model: dict, values: dict) -> float:
@@ -82,8 +87,11 @@ def cross_set(sets: dict[str, list[tuple[dict, bool]]]) -> dict[str, dict]:
         train = [row for name, other in sets.items() if name != held_out for row in other]
         if not data or not train:
             continue
-        report[held_out] = {"n": len(data), "share_correct": round(sum(label for _, label in data) / len(data), 3),
-                            "ece_held_out": round(ece(fit(train), data), 3)}  # fmt: skip
+        report[held_out] = {
+            "n": len(data),
+            "share_correct": round(sum(label for _, label in data) / len(data), 3),
+            "ece_held_out": round(ece(fit(train), data), 3),
+        }
     return report
 
 
@@ -100,12 +108,16 @@ def main() -> None:
     every_passage = [row for data in passage_sets.values() for row in data]
     every_llm = [row for data in llm_sets.values() for row in data]
     if len(every_llm) >= MIN_LLM_LABELS:
-        llm_model = fit(every_llm) | {"ece_in_sample": round(ece(fit(every_llm), every_llm), 3),
-                                      "ece_by_held_out_set": cross_set(llm_sets)}  # fmt: skip
+        llm_model = fit(every_llm) | {
+            "ece_in_sample": round(ece(fit(every_llm), every_llm), 3),
+            "ece_by_held_out_set": cross_set(llm_sets),
+        }
     else:
         kept = json.loads(PACKAGED.read_text())["llm"]
-        llm_model = kept | {"kept": f"only {len(every_llm)} graded LLM answers: the packaged LLM model is kept",
-                            "ece_in_sample": ece(kept, every_llm)}  # fmt: skip
+        llm_model = kept | {
+            "kept": f"only {len(every_llm)} graded LLM answers: the packaged LLM model is kept",
+            "ece_in_sample": ece(kept, every_llm),
+        }
     model = {
         "note": f"fitted by eval/fit_router.py on {len(every_passage)} passage and {len(every_llm)} LLM answers "
         f"({', '.join(f'{n} {len(d)}/{len(llm_sets[n])}' for n, d in passage_sets.items())})",

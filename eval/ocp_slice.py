@@ -40,8 +40,9 @@ def build_slice(source: Path, out: Path, guides: dict[str, str]) -> int:
         shutil.rmtree(docs)
     for folder in guides.values():
         shutil.copytree(source / "docs" / folder, docs / folder)
-    kept = _filter_jsonl(source / "queries.jsonl", out / "queries.jsonl",
-                         lambda row: row.get("metadata", {}).get("doc_title") in guides)  # fmt: skip
+    kept = _filter_jsonl(
+        source / "queries.jsonl", out / "queries.jsonl", lambda row: row.get("metadata", {}).get("doc_title") in guides
+    )
     _filter_jsonl(source / "answers.jsonl", out / "answers.jsonl", lambda row: row["_id"] in kept)
     return len(kept)
 
@@ -60,8 +61,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="the slice folder to write (e.g. /tmp/ocp-4.15-slice10)")
     parser.add_argument("--source", type=Path, default=shared_data_dir() / "ocp-4.15")
-    parser.add_argument("--guide", action="append", default=[], metavar="TITLE=FOLDER",
-                        help="a guide to include instead of the defaults (repeat)")  # fmt: skip
+    parser.add_argument(
+        "--guide",
+        action="append",
+        default=[],
+        metavar="TITLE=FOLDER",
+        help="a guide to include instead of the defaults (repeat)",
+    )
     args = parser.parse_args()
     guides = dict(item.split("=", 1) for item in args.guide) if args.guide else GUIDES
     args.out.mkdir(parents=True, exist_ok=True)

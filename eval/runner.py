@@ -39,8 +39,15 @@ RANK_DEPTH = 20  # retrieved deeper than 10 so that several chunks of one docume
 # passage and routed answers are left out of a run of LLM strategies alone, so that its (slow) records can be
 # replayed against passage answers made with other settings (the LLM answer's fallback on an invented number is
 # a passage answer, the one exception).
-_ANSWER_SETTINGS = ("llm_model", "llm_passages", "llm_max_tokens", "fusion", "fusion_dense_weight", "candidates",
-                    "external_model")  # fmt: skip
+_ANSWER_SETTINGS = (
+    "llm_model",
+    "llm_passages",
+    "llm_max_tokens",
+    "fusion",
+    "fusion_dense_weight",
+    "candidates",
+    "external_model",
+)
 _PASSAGE_SETTINGS = ("router_min_gain", "abstain_floor", "answer_sentences", "passage_answer")
 
 
@@ -186,10 +193,13 @@ def code_version() -> str:
     different code can then be told apart when a run is resumed across commits."""
     repo = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", "HEAD", "--", "answer", "retrieval",
-                                "ingest", "penny.py"], capture_output=True).returncode  # fmt: skip
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "diff", "--quiet", "HEAD", "--", "answer", "retrieval", "ingest", "penny.py"],
+            capture_output=True,
+        ).returncode
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
@@ -225,8 +235,12 @@ def retrieval_record(run: Run, question: EvalQuestion, scope: tuple[int, ...]) -
         question.text, k=RANK_DEPTH, search_filter=SearchFilter(document_ids=scope)
     )
     ranked = [run.eval_set.document_key(passage.chunk.source_path) for passage in result.passages]
-    record: dict[str, Any] = {"kind": "retrieval", "qid": question.id, "ranked": ranked,
-                              "confidence": result.confidence}  # fmt: skip
+    record: dict[str, Any] = {
+        "kind": "retrieval",
+        "qid": question.id,
+        "ranked": ranked,
+        "confidence": result.confidence,
+    }
     if run.eval_set.has_qrels and question.relevant:
         record["recall@10"] = metrics.recall_at_k(ranked, question.relevant, 10)
         record["mrr@10"] = metrics.reciprocal_rank(ranked, question.relevant, 10)
@@ -268,9 +282,18 @@ def answer_record(
     if plan is not None and plan.features:  # what the router estimated from, replayed by the sweep and the fit
         record |= {"features": plan.features, "p_passage": plan.p_passage, "p_llm": plan.p_llm}
     if answer is None:
-        return record | {"error": error, "path": "error", "abstained": False, "answer_f1": 0.0,
-                         "answer_recall": 0.0, "similarity": 0.0, "correct": False, "confidence": None,
-                         "text": "", "cost": {}}  # fmt: skip
+        return record | {
+            "error": error,
+            "path": "error",
+            "abstained": False,
+            "answer_f1": 0.0,
+            "answer_recall": 0.0,
+            "similarity": 0.0,
+            "correct": False,
+            "confidence": None,
+            "text": "",
+            "cost": {},
+        }
     abstained = answer.path == "abstain"
     quality = grade(get_embedder(run.settings), answer.text, question.answers, abstained, question.unanswerable)
     return record | {

@@ -210,9 +210,13 @@ _shared: dict[tuple, Embedder] = {}
 def get_embedder(settings: Settings) -> Embedder:
     """One embedder per model, variant and thread count per process: the model is loaded once."""
     key = (
-        settings.embedding_model, settings.embed_backend, str(settings.models_dir), settings.embed_thread_count,
-        settings.search_threads, settings.embed_batch_size,
-    )  # fmt: skip
+        settings.embedding_model,
+        settings.embed_backend,
+        str(settings.models_dir),
+        settings.embed_thread_count,
+        settings.search_threads,
+        settings.embed_batch_size,
+    )
     if key not in _shared:
         _shared[key] = Embedder(settings)
     return _shared[key]

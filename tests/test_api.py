@@ -322,8 +322,9 @@ def test_an_upload_over_its_limit_is_refused_and_stores_nothing(settings, admin)
         response = small_client.post("/v1/documents", files=files, headers=admin)
         assert response.status_code == 413, response.text
         assert "PENNY_MAX_UPLOAD_BYTES" in error_of(response)["message"]
-        ok = small_client.post("/v1/documents", files=[("files", ("tiny.txt", b"x" * 100, "text/plain"))],
-                               headers=admin)  # fmt: skip
+        ok = small_client.post(
+            "/v1/documents", files=[("files", ("tiny.txt", b"x" * 100, "text/plain"))], headers=admin
+        )
         assert ok.status_code == 202
         wait_for_job(small_client, ok.json()["url"], admin)
     assert not (settings.data_dir / "uploads" / "big.txt").exists()

@@ -86,8 +86,9 @@ def test_search_refuses_an_index_built_otherwise(tmp_path):
     assert refused.value.code == "index_settings_mismatch"
 
     env = {**os.environ, "PENNY_DATA_DIR": str(tmp_path), "PENNY_EMBED_BACKEND": "torch", "PYTHONPATH": str(ROOT)}
-    cli = subprocess.run([sys.executable, "-m", "api", "search", "annual leave"], env=env, capture_output=True,
-                         text=True, cwd=ROOT)  # fmt: skip
+    cli = subprocess.run(
+        [sys.executable, "-m", "api", "search", "annual leave"], env=env, capture_output=True, text=True, cwd=ROOT
+    )
     assert cli.returncode == 1 and "Traceback" not in cli.stderr
     assert "PENNY_EMBED_BACKEND" in cli.stderr and "penny ingest" in cli.stderr
 

@@ -39,14 +39,27 @@ def test_route_inputs_see_questions_that_combine_facts():
 
 
 def _record(qid: str, strategy: str, question: str, confidence: float, p_passage: float, p_llm: float) -> dict:
-    return {"qid": qid, "strategy": strategy, "question": question, "confidence": confidence, "path": strategy,
-            "p_passage": p_passage, "p_llm": p_llm, "unanswerable": False, "correct": True, "cost": {}}  # fmt: skip
+    return {
+        "qid": qid,
+        "strategy": strategy,
+        "question": question,
+        "confidence": confidence,
+        "path": strategy,
+        "p_passage": p_passage,
+        "p_llm": p_llm,
+        "unanswerable": False,
+        "correct": True,
+        "cost": {},
+    }
 
 
 def test_the_sweep_replays_the_same_policy():
-    questions = [("1", "How long must passwords be?", 0.9, 0.8, 0.5), ("2", "Compare A and B", 0.9, 0.8, 0.5),
-                 ("3", "When do carried-over days expire?", 0.4, 0.1, 0.6),
-                 ("4", "Who approves salaries?", 0.05, 0.0, 0.9)]  # fmt: skip
+    questions = [
+        ("1", "How long must passwords be?", 0.9, 0.8, 0.5),
+        ("2", "Compare A and B", 0.9, 0.8, 0.5),
+        ("3", "When do carried-over days expire?", 0.4, 0.1, 0.6),
+        ("4", "Who approves salaries?", 0.05, 0.0, 0.9),
+    ]
     passages = [_record(q, "passages", text, c, pp, pl) for q, text, c, pp, pl in questions]
     llm = [_record(q, "llm", text, c, pp, pl) for q, text, c, pp, pl in questions]
     replayed = [r["strategy"] for r in replay_router(passages, llm, min_gain=0.1, abstain_floor=0.2)]

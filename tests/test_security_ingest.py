@@ -79,8 +79,9 @@ def test_an_answer_citing_a_deleted_document_stays_hidden_from_keys_outside_its_
     everyone_key = key(settings, "carol", ["everyone"])  # the same user: the conversation is hers on both keys
     admin = key(settings, "root", ["everyone"], admin=True)
     with TestClient(create_app(settings)) as client:
-        asked = client.post("/v1/chat", json={"message": "What is the budget of Project Bluefin?"},
-                            headers=finance_key).json()  # fmt: skip
+        asked = client.post(
+            "/v1/chat", json={"message": "What is the budget of Project Bluefin?"}, headers=finance_key
+        ).json()
         assert [c["document_id"] for c in asked["answer"]["citations"]] == [budget_id]
         assert client.delete(f"/v1/documents/{budget_id}", headers=admin).status_code == 200
 
@@ -107,16 +108,20 @@ def test_the_migration_keeps_every_row_and_stops_reuse_on_an_existing_catalogue(
         command.upgrade(config, "0002")
         for doc_id in (1, 2):
             connection.execute(
-                text("INSERT INTO documents (id, path, source, sha256, size, mtime, title, doc_type, groups_json, "
-                     "status, chunk_count, created_at, updated_at) VALUES (:id, :path, 'default', '', 1, 0, 't', "
-                     "'md', '[\"finance\"]', 'indexed', 1, '2026-01-01', '2026-01-01')"),
+                text(
+                    "INSERT INTO documents (id, path, source, sha256, size, mtime, title, doc_type, groups_json, "
+                    "status, chunk_count, created_at, updated_at) VALUES (:id, :path, 'default', '', 1, 0, 't', "
+                    "'md', '[\"finance\"]', 'indexed', 1, '2026-01-01', '2026-01-01')"
+                ),
                 {"id": doc_id, "path": f"/old/{doc_id}.md"},
-            )  # fmt: skip
+            )
             connection.execute(
-                text("INSERT INTO chunks (document_id, ordinal, text, text_sha256, title, section, char_start, "
-                     "char_end, token_count) VALUES (:id, 0, 'old text', '', 't', '', 0, 8, 2)"),
+                text(
+                    "INSERT INTO chunks (document_id, ordinal, text, text_sha256, title, section, char_start, "
+                    "char_end, token_count) VALUES (:id, 0, 'old text', '', 't', '', 0, 8, 2)"
+                ),
                 {"id": doc_id},
-            )  # fmt: skip
+            )
     engine.dispose()
 
     sessions = open_catalogue(settings)
@@ -161,8 +166,14 @@ def _penny_ingest(settings: Settings, *paths: Path) -> subprocess.CompletedProce
     def bounded_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # the command itself peaks near 2 GiB (torch)
 
-    return subprocess.run([sys.executable, "-m", "api", "ingest", *map(str, paths), "--json"], env=env,
-                          capture_output=True, text=True, timeout=300, preexec_fn=bounded_memory)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "api", "ingest", *map(str, paths), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=bounded_memory,
+    )
 
 
 def test_links_that_leave_the_folder_are_refused_with_a_reason(tmp_path):
@@ -212,8 +223,9 @@ def test_every_read_stops_at_the_size_limit_whatever_stat_says(tmp_path):
     status.symlink_to("/proc/self/smaps")  # a regular file whose stat size is 0 and whose content is far larger
     assert status.stat().st_size == 0 and len(status.read_bytes()) > 2000
     report = ingest(settings, IngestRequest(paths=[status]))
-    assert _refused(report) == {"status.txt": ("too_large", "it holds more than 2,000 bytes, over the limit of 2,000 "
-                                                            "(PENNY_MAX_FILE_BYTES)")}  # fmt: skip
+    assert _refused(report) == {
+        "status.txt": ("too_large", "it holds more than 2,000 bytes, over the limit of 2,000 (PENNY_MAX_FILE_BYTES)")
+    }
 
 
 def test_server_paths_must_lie_under_the_ingestion_roots(tmp_path):
@@ -359,8 +371,12 @@ def test_a_job_killed_with_sigkill_is_interrupted_and_its_parse_workers_die(tmp_
     settings = Settings(data_dir=tmp_path / "penny", parse_workers=2)
     corpus = _heavy_corpus(tmp_path / "docs")
     env = {**os.environ, "PENNY_DATA_DIR": str(settings.data_dir), "PENNY_PARSE_WORKERS": "2"}
-    job = subprocess.Popen([sys.executable, "-m", "api", "ingest", str(corpus)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    job = subprocess.Popen(
+        [sys.executable, "-m", "api", "ingest", str(corpus)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         workers = _busy_parse_workers(job.pid)
     finally:
@@ -374,8 +390,9 @@ def test_a_job_killed_with_sigkill_is_interrupted_and_its_parse_workers_die(tmp_
 @pytest.mark.slow
 def test_a_server_job_killed_with_sigkill_is_interrupted_and_its_parse_workers_die(tmp_path):
     shared = _heavy_corpus(tmp_path / "shared")
-    settings = Settings(data_dir=tmp_path / "penny", parse_workers=2, ingest_roots=[shared],
-                        rate_limit_per_minute=10_000)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path / "penny", parse_workers=2, ingest_roots=[shared], rate_limit_per_minute=10_000
+    )
     admin = key(settings, "root", ["everyone"], admin=True)
     with TestClient(create_app(settings)) as client:
         started = client.post("/v1/ingest", json={"paths": [str(shared)]}, headers=admin)

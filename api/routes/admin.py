@@ -66,8 +66,9 @@ async def upload_documents(
         raise ApiError(
             409, "job_running", "another ingestion job is running: upload the files again when it has finished"
         ) from exc
-    return UploadStarted(job_id=job_id, status="running", url=f"/v1/jobs/{job_id}",
-                         stored=[path.name for path in stored])  # fmt: skip
+    return UploadStarted(
+        job_id=job_id, status="running", url=f"/v1/jobs/{job_id}", stored=[path.name for path in stored]
+    )
 
 
 @router.get("/jobs", response_model=list[JobOut])
