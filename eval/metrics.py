@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-from bm25s.stopwords import STOPWORDS_EN
+
+from retrieval.analysis import STOPWORDS_EN
 
 _WORD = re.compile(r"\w+")
 _STOPWORDS = frozenset(STOPWORDS_EN)
