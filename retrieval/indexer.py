@@ -159,6 +159,15 @@ def plan_version(layout: Layout | None, indexed: np.ndarray, build: dict, settin
     )
 
 
+def live_index_outdated(sessions: sessionmaker[Session], settings: Settings) -> bool:
+    """Whether the live version is of an older format than this Penny reads: the next job rebuilds it even when no
+    document changed, so that `penny ingest` heals an index an upgrade left unreadable."""
+    with sessions() as session:
+        live = live_version(session)
+    manifest = read_manifest(settings, live) if live is not None else None
+    return manifest is not None and manifest.get("format") != FORMAT_VERSION
+
+
 def tidy_versions(sessions: sessionmaker[Session], settings: Settings) -> None:
     """Keep the live version and the one before it (a reader may still be using it), and the segments they use;
     drop the rest."""

@@ -175,7 +175,7 @@ def _manifest_or_refusal(folder: Path) -> dict:
         raise IndexUnavailable(
             f"the index in {folder} has format {manifest.get('format')} and this Penny reads format {FORMAT_VERSION} "
             "(an index grown by segments): run `penny index compact` to rebuild it from the catalogue (nothing is "
-            "parsed or embedded again), or the next `penny ingest` that changes a document rebuilds it",
+            "parsed or embedded again); the next `penny ingest` rebuilds it too",
             code="index_format_outdated",
         )
     return manifest

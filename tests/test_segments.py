@@ -404,3 +404,20 @@ def test_reingesting_a_changed_file_adds_one_segment_and_deletes_its_old_chunks(
     result = searcher.search("where are bicycles parked", k=5)
     texts = [p.chunk.text for p in result.passages]
     assert any("level minus two" in text for text in texts) and not any("basement" in text for text in texts)
+
+
+@pytest.mark.slow
+def test_an_unchanged_ingest_rebuilds_an_index_of_the_old_format(tmp_path):
+    from ingest.pipeline import IngestRequest, ingest
+
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "parking.md").write_text("# Parking\n\nBicycles are parked in the basement garage beside the lifts.")
+    settings = Settings(data_dir=tmp_path / "data")
+    first = ingest(settings, IngestRequest(paths=[files]))
+    manifest_path = version_folder(settings, first.index_version) / "manifest.json"
+    manifest_path.write_text(json.dumps({**json.loads(manifest_path.read_text()), "format": 1}))
+    again = ingest(settings, IngestRequest(paths=[files]))
+    assert (again.unchanged, again.chunks_embedded, again.index_version) == (1, 0, first.index_version + 1)
+    assert Searcher(settings).search("bicycle parking").passages
+    assert ingest(settings, IngestRequest(paths=[files])).index_version is None  # healed: nothing more to do
