@@ -222,6 +222,11 @@ class Settings(BaseSettings):
     ann_min_chunks: int = Field(50_000, ge=1)  # exact search below this many chunks, HNSW above
     hnsw_m: int = Field(32, ge=4)
     hnsw_ef_search: int = Field(768, ge=16)  # recall@10 0.95 of exact at 1M synthetic chunks (eval/bench_scale.py)
+    # each ingestion job adds one index segment (retrieval/indexer.py plan_version); a segment with more than this
+    # share of its rows deleted, and the smallest while there are more than this many, are merged into the next
+    # job's segment. 1 segment: every job rebuilds the whole index, as before segments
+    index_max_segments: int = Field(8, ge=1)
+    index_max_deleted_fraction: float = Field(0.25, ge=0.0, le=1.0)
     fusion: Literal["convex", "rrf"] = "convex"
     # chosen by eval/bench_retrieval.py's sweep on the dev sets: dense leads short queries, BM25 long questions
     fusion_dense_weight: float = Field(0.7, ge=0.0, le=1.0)

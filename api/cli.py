@@ -30,6 +30,8 @@ app.command()(ask)
 app.command("eval")(eval_command)
 models_app = typer.Typer(help="Prepare the local models Penny runs.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+index_app = typer.Typer(help="Inspect and compact the search index's segments.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 
 @app.callback()
@@ -242,6 +244,40 @@ def search(
             f"bm25 {passage.bm25_score:.2f}[/dim]"
         )
         console.print("   " + chunk.text[:400].replace("\n", "\n   "))
+
+
+@index_app.command("status")
+def index_status(as_json: Annotated[bool, typer.Option("--json")] = False):
+    """Show the live index version's segments: rows, deleted rows and dense index type of each."""
+    from retrieval.indexer import index_status as status_of
+
+    try:
+        status = status_of(settings())
+    except PennyError as exc:
+        fail(exc)
+    if as_json:
+        console.print_json(json.dumps(asdict(status)))
+        return
+    console.print(
+        f"index version {status.version} (format {status.format}): {status.chunks} chunks searchable, "
+        f"{status.rows} rows in {len(status.segments)} segment(s), {status.deleted} deleted"
+    )
+    table = Table("segment", "rows", "deleted", "dense")
+    for segment in status.segments:
+        table.add_row(segment.name, str(segment.rows), str(segment.deleted), segment.dense)
+    console.print(table)
+
+
+@index_app.command("compact")
+def index_compact():
+    """Merge every segment into one without the deleted rows, as a new live version (no file is read again)."""
+    from retrieval.indexer import compact
+
+    try:
+        version = compact(settings())
+    except PennyError as exc:
+        fail(exc)
+    console.print(f"compacted into index version {version}")
 
 
 # ---------------------------------------------------------------- service

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import bm25s
 import faiss
 import numpy as np
 from rich.console import Console
@@ -23,7 +22,7 @@ from eval.retrieval_devsets import CACHE, DevSet, dev_sets, settings_for
 from eval.retrieval_runs import row_info
 from penny import Settings
 from retrieval.analysis import analyze
-from retrieval.bm25 import Bm25sIndex
+from retrieval.bm25 import SegmentedBm25, TermCounts
 from retrieval.confidence import features_from_candidates
 from retrieval.dense import build_dense, is_approximate, load_dense, save_dense, search_dense
 from retrieval.fusion import fuse
@@ -35,21 +34,50 @@ RNG_SEED = 7
 
 
 @dataclass
+class SyntheticSegment:
+    """Duck-types the parts of retrieval.snapshot.Segment that search reads."""
+
+    vectors: np.ndarray
+    dense: faiss.Index  # FAISS ids are rows
+
+    @property
+    def approximate(self) -> bool:
+        return is_approximate(self.dense)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+@dataclass
 class SyntheticSnapshot:
-    """Duck-types the parts of retrieval.snapshot.Snapshot that search reads."""
+    """Duck-types the parts of retrieval.snapshot.Snapshot that search reads: one segment, nothing deleted."""
 
     vectors: np.ndarray
     dense: faiss.Index
-    bm25: Bm25sIndex
+    bm25: SegmentedBm25
     chunk_ids: np.ndarray
     document_ids: np.ndarray
     text_keys: np.ndarray
     documents: dict[int, DocumentMeta]
     version: int = 0
-    row_of_chunk: dict[int, int] = field(default_factory=dict)
+    live: np.ndarray = field(default_factory=lambda: np.ones(0, dtype=bool))
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
+
+    @property
+    def segments(self) -> list[SyntheticSegment]:
+        return [SyntheticSegment(self.vectors, self.dense)]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.array([0, len(self.chunk_ids)], dtype=np.int64)
+
+    def deleted_in(self, segment: int) -> np.ndarray:
+        return np.zeros(0, dtype=np.int64)
+
+    def split_rows(self, rows: np.ndarray) -> list[np.ndarray]:
+        return [rows]
 
 
 def real_material() -> tuple[np.ndarray, list[list[str]], list[str], np.ndarray]:
@@ -91,28 +119,27 @@ def synthetic_snapshot(size: int, settings: Settings, material) -> tuple[Synthet
     chunk_ids = np.arange(1, size + 1, dtype=np.int64)
     started = time.perf_counter()
     kind = "hnsw" if size >= settings.ann_min_chunks else "flat"
-    cached = CACHE / f"synthetic-{size}-{kind}-m{settings.hnsw_m}-seed{RNG_SEED}.faiss"
+    # FAISS ids are rows, as in an index segment
+    cached = CACHE / f"synthetic-{size}-{kind}-m{settings.hnsw_m}-seed{RNG_SEED}-rows.faiss"
     if cached.exists():  # the vectors are regenerated identically from the seed; the graph is slow to rebuild
         dense = load_dense(cached, settings)
     else:
-        dense = build_dense(vectors, chunk_ids, settings)
+        dense = build_dense(vectors, np.arange(size, dtype=np.int64), settings)
         if kind == "hnsw":
             save_dense(dense, cached)
     build_seconds = time.perf_counter() - started
-    model = bm25s.BM25(k1=1.5, b=0.75)
-    model.index(corpus, show_progress=False)
     documents = {
         1: DocumentMeta(id=1, path="synthetic://1", source="synthetic", doc_type="record", groups=("everyone",))
     }
     snapshot = SyntheticSnapshot(
         vectors=vectors,
         dense=dense,
-        bm25=Bm25sIndex(model),
+        bm25=SegmentedBm25([TermCounts.build(corpus)], np.ones(size, dtype=bool)),
         chunk_ids=chunk_ids,
         document_ids=np.ones(size, dtype=np.int64),
         text_keys=chunk_ids.copy(),
         documents=documents,
-        row_of_chunk={int(c): i for i, c in enumerate(chunk_ids)},
+        live=np.ones(size, dtype=bool),
     )
     return snapshot, build_seconds
 
@@ -171,11 +198,11 @@ def dense_quality(
 ) -> tuple[float, float]:
     """(recall@k against exact search, mean shortfall of the returned k-th cosine below the exact k-th cosine)."""
     similarities = queries @ vectors.T
-    exact = np.argpartition(-similarities, k, axis=1)[:, :k]  # rows; chunk ids are rows + 1 (order is moot)
+    exact = np.argpartition(-similarities, k, axis=1)[:, :k]  # rows, which are the FAISS ids (order is moot)
     found, shortfall = 0, []
     for q, (query, truth) in enumerate(zip(queries, exact, strict=True)):
         ids, scores = search_dense(index, query, k, None, ef_search)
-        found += len(set(ids.tolist()) & set((truth + 1).tolist()))
+        found += len(set(ids.tolist()) & set(truth.tolist()))
         exact_kth = float(similarities[q, truth].min())
         shortfall.append(exact_kth - float(scores.min()) if len(scores) else exact_kth)
     return found / (k * len(queries)), float(np.mean(shortfall))
@@ -242,7 +269,7 @@ def scale_latency(size: int, queries_timed: int = 200) -> list[tuple[str, dict[s
     if kind == "exact" and size >= 10_000:  # the same size on HNSW, side by side
         hnsw_settings = base.model_copy(update={"ann_min_chunks": 1})
         t0 = time.perf_counter()
-        snapshot.dense = build_dense(snapshot.vectors, snapshot.chunk_ids, hnsw_settings)
+        snapshot.dense = build_dense(snapshot.vectors, np.arange(len(snapshot.vectors)), hnsw_settings)
         console.print(f"synthetic {size:,}: HNSW build {time.perf_counter() - t0:.0f}s")
         core = time_core(searcher, snapshot, queries, with_embedding=False)
         core["ann_recall@10"] = dense_recall(snapshot.dense, snapshot.vectors, recall_queries, base.hnsw_ef_search)
@@ -257,8 +284,7 @@ def ann_recall_on_real(devset: DevSet) -> dict[str, float]:
     vectors = np.asarray(snapshot.vectors)
     queries = searcher.embedder.embed([q.text for q in devset.queries[:300]])
     settings = devset.settings.model_copy(update={"ann_min_chunks": 1})
-    ids = np.arange(1, len(vectors) + 1, dtype=np.int64)
-    index = build_dense(vectors, ids, settings)
+    index = build_dense(vectors, np.arange(len(vectors), dtype=np.int64), settings)
     figures = {
         f"efSearch={ef}": dense_recall(index, vectors, queries, ef) for ef in (16, 32, 64, settings.hnsw_ef_search)
     }

@@ -51,7 +51,7 @@ def row_info(devset: DevSet, searcher: Searcher) -> RowInfo:
     prefix = devset.dataset.record_path("")
     ids, texts, titles = [], [], []
     for chunk_id in snapshot.chunk_ids:
-        path, text, title = rows[int(chunk_id)]
+        path, text, title = rows.get(int(chunk_id), ("", "", ""))  # "": a row the version deleted
         ids.append(path.removeprefix(prefix) if path.startswith(prefix) else path)
         texts.append(text)
         titles.append(title)

@@ -32,6 +32,7 @@ from retrieval.indexer import (
     embed_missing,
     index_text,
     indexed_texts,
+    live_index_outdated,
     publish_version,
     text_sha256,
     tidy_versions,
@@ -322,6 +323,7 @@ def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report:
     report.seconds["embed"] = round(time.perf_counter() - started, 3)
     progress.stage("publishing")
     started = time.perf_counter()
+    publish = plan.changes_index or live_index_outdated(sessions, settings)
     with sessions.begin() as session:
         for item in plan.staged:
             _store_document(session, item, known.get(item.path), plan, report)
@@ -337,11 +339,11 @@ def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report:
             session.execute(delete(Document).where(Document.path == path))
             report.removed += 1
         session.flush()
-        if plan.changes_index:
+        if publish:
             report.index_version = publish_version(session, settings, embedder.dimension, report.job_id)
         report.seconds["publish"] = round(time.perf_counter() - started, 3)
         _record_finish(session, report, "succeeded", None)
-    if plan.changes_index:
+    if publish:
         tidy_versions(sessions, settings)
 
 

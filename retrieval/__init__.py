@@ -4,7 +4,8 @@ Public surface (imported from its module, so that `import retrieval.catalogue` l
 - `retrieval.catalogue`: `Base`, the catalogue's tables (`Document`, `ChunkRow`, `EmbeddingRow`, `IngestionJob`,
   `JobError`, `IndexVersion`), `open_catalogue`, `live_version`, `utcnow`
 - `retrieval.search`: `Searcher`, `SearchFilter`, `get_searcher`
-- `retrieval.indexer`: `embed_missing`, `publish_version`, `tidy_versions`: how ingest writes an index version
+- `retrieval.indexer`: `embed_missing`, `publish_version`, `tidy_versions`: how ingest writes an index version (one
+  new segment per job); `compact`, `index_status`: `penny index compact` and `penny index status`
 - `retrieval.embedder`: `Embedder`, `get_embedder`, `load_tokenizer`
 - `retrieval.analysis`: `analyze`, the one text analysis BM25, the cache and eval share
 """

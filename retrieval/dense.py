@@ -1,6 +1,7 @@
 """Dense search over FAISS: exact inner product while the index is small, HNSW above a configured size.
 
-FAISS ids are chunk ids. Filters are FAISS ID selectors, so the search itself only visits allowed chunks.
+An index version has one dense index per segment (retrieval/snapshot.py); FAISS ids are rows of that segment.
+Filters and deletions are FAISS ID selectors, so the search itself only visits allowed, live rows.
 """
 
 from __future__ import annotations
@@ -44,15 +45,25 @@ def load_dense(path: Path, settings: Settings) -> faiss.Index:
 
 
 def search_dense(
-    index: faiss.Index, query: np.ndarray, k: int, allowed_ids: np.ndarray | None, ef_search: int
+    index: faiss.Index,
+    query: np.ndarray,
+    k: int,
+    allowed_ids: np.ndarray | None,
+    ef_search: int,
+    excluded_ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (chunk ids, cosine similarities) among `allowed_ids` (all chunks when None)."""
+    """Top-k (ids, cosine similarities) among `allowed_ids` (all when None), never one of `excluded_ids`."""
     k = min(k, index.ntotal)
     if k <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     params = None
+    selector = None
     if allowed_ids is not None:
         selector = faiss.IDSelectorBatch(allowed_ids.astype(np.int64))
+    elif excluded_ids is not None and len(excluded_ids):
+        excluded = faiss.IDSelectorBatch(excluded_ids.astype(np.int64))  # alive until the search returns
+        selector = faiss.IDSelectorNot(excluded)
+    if selector is not None:
         if is_approximate(index):
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef_search, k))
         else:

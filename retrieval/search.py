@@ -17,12 +17,13 @@ from penny import BadInput, IndexUnavailable, Passage, SearchResult, Settings
 from retrieval.candidates import Candidates
 from retrieval.catalogue import ChunkRow, Document, live_version, open_catalogue
 from retrieval.confidence import ConfidenceModel, features_from_candidates
-from retrieval.dense import is_approximate, search_dense
+from retrieval.dense import search_dense
 from retrieval.embedder import Embedder, get_embedder
 from retrieval.fusion import fuse
-from retrieval.snapshot import Snapshot, version_folder
+from retrieval.snapshot import Segment, Snapshot, version_folder
 
-# A filter allowing at most this many rows is searched exactly even on an HNSW index (a dot product over them).
+# A filter allowing at most this many rows of a segment is searched exactly even where the segment's index is HNSW
+# (a dot product over them).
 EXACT_FILTER_ROWS = 20_000
 ALLOWED_CACHE_SIZE = 256
 
@@ -52,7 +53,8 @@ class SearchFilter:
 
 
 class Searcher:
-    """Searches the live index version; picks up a new version when an ingestion job commits one."""
+    """Searches the live index version; picks up a new version when an ingestion job commits one, reading only the
+    segments it does not share with the version before."""
 
     exact_filter_rows: int = EXACT_FILTER_ROWS
 
@@ -74,7 +76,8 @@ class Searcher:
             raise IndexUnavailable("nothing has been ingested yet: run `penny ingest PATH` first")
         with self._lock:
             if self._snapshot is None or self._snapshot.version != version:
-                self._snapshot = Snapshot(version_folder(self.settings, version), self.settings)
+                folder = version_folder(self.settings, version)
+                self._snapshot = Snapshot(folder, self.settings, previous=self._snapshot)
             return self._snapshot
 
     def search(
@@ -206,18 +209,37 @@ class Searcher:
     def _dense_rows(
         self, snapshot: Snapshot, query_vector: np.ndarray, depth: int, allowed_rows: np.ndarray | None
     ) -> np.ndarray:
-        """Rows of the dense top `depth` among allowed rows. A narrow filter on an approximate index is searched
-        exactly: a graph walk that may only collect few allowed nodes would return fewer than `depth` rows."""
-        approximate = is_approximate(snapshot.dense)
-        if allowed_rows is not None and approximate and len(allowed_rows) <= self.exact_filter_rows:
-            return _exact_rows(snapshot, query_vector, depth, allowed_rows)
-        allowed_ids = None if allowed_rows is None else snapshot.chunk_ids[allowed_rows]
-        dense_ids, _ = search_dense(snapshot.dense, query_vector, depth, allowed_ids, self.settings.hnsw_ef_search)
-        rows = np.array([snapshot.row_of_chunk[int(i)] for i in dense_ids], dtype=np.int64)
-        available = len(snapshot) if allowed_rows is None else len(allowed_rows)
-        if approximate and allowed_rows is not None and len(rows) < min(depth, available):
-            return _exact_rows(snapshot, query_vector, depth, allowed_rows)
-        return rows
+        """Rows of the dense top `depth` among allowed live rows: each segment's top `depth`, merged by score."""
+        segments = len(snapshot.segments)
+        local_allowed = [None] * segments if allowed_rows is None else snapshot.split_rows(allowed_rows)
+        found_rows, found_scores = [], []
+        for i, (segment, allowed) in enumerate(zip(snapshot.segments, local_allowed, strict=True)):
+            if allowed is not None and not len(allowed):
+                continue
+            local, similarities = self._segment_top(segment, snapshot.deleted_in(i), query_vector, depth, allowed)
+            found_rows.append(local + snapshot.offsets[i])
+            found_scores.append(similarities)
+        if not found_rows:
+            return np.zeros(0, dtype=np.int64)
+        rows, similarities = np.concatenate(found_rows), np.concatenate(found_scores)
+        return rows[top_rows(similarities, depth)]
+
+    def _segment_top(
+        self, segment: Segment, deleted: np.ndarray, query_vector: np.ndarray, depth: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(local rows, similarities) of one segment's top `depth` among `allowed` (its live rows when None). A narrow
+        filter on an approximate index is searched exactly: a graph walk that may only collect few allowed nodes
+        would return fewer than `depth` rows."""
+        if allowed is not None and segment.approximate and len(allowed) <= self.exact_filter_rows:
+            return _exact_top(segment, query_vector, depth, allowed)
+        ids, similarities = search_dense(
+            segment.dense, query_vector, depth, allowed, self.settings.hnsw_ef_search, excluded_ids=deleted
+        )
+        available = len(segment) - len(deleted) if allowed is None else len(allowed)
+        if segment.approximate and len(ids) < min(depth, available):
+            live = np.setdiff1d(np.arange(len(segment)), deleted) if allowed is None else allowed
+            return _exact_top(segment, query_vector, depth, live)
+        return ids.astype(np.int64), similarities
 
     def _load_chunks(self, snapshot: Snapshot, chunk_ids: list[int]) -> dict:
         if not chunk_ids:
@@ -234,11 +256,11 @@ class Searcher:
 
 
 def allowed_rows_for(snapshot: Snapshot, search_filter: SearchFilter) -> np.ndarray:
-    """Index rows whose document the filter allows."""
+    """Live index rows whose document the filter allows."""
     allowed_docs = np.array(
         [doc_id for doc_id, doc in snapshot.documents.items() if search_filter.allows(doc)], dtype=np.int64
     )
-    return np.flatnonzero(np.isin(snapshot.document_ids, allowed_docs))
+    return np.flatnonzero(np.isin(snapshot.document_ids, allowed_docs) & snapshot.live)
 
 
 def top_rows(scores: np.ndarray, depth: int) -> np.ndarray:
@@ -250,9 +272,12 @@ def top_rows(scores: np.ndarray, depth: int) -> np.ndarray:
     return top[np.argsort(-scores[top], kind="stable")]
 
 
-def _exact_rows(snapshot: Snapshot, query_vector: np.ndarray, depth: int, allowed_rows: np.ndarray) -> np.ndarray:
-    similarities = np.asarray(snapshot.vectors[allowed_rows] @ query_vector, dtype=np.float32)
-    return allowed_rows[top_rows(similarities, depth)]
+def _exact_top(
+    segment: Segment, query_vector: np.ndarray, depth: int, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    similarities = np.asarray(segment.vectors[rows] @ query_vector, dtype=np.float32)
+    top = top_rows(similarities, depth)
+    return rows[top].astype(np.int64), similarities[top]
 
 
 def fold_duplicates(snapshot: Snapshot, rows: np.ndarray, fused: np.ndarray) -> list[int]:

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from ingest.pipeline import IngestRequest, Record, ingest, ingest_records
 from penny import BadInput, IndexUnavailable, Settings
 from retrieval.confidence import FEATURES, ConfidenceModel
-from retrieval.dense import is_approximate
 from retrieval.fusion import FusionMethod, convex, min_max, reciprocal_rank, z_score
 from retrieval.search import Searcher, SearchFilter
 
@@ -242,8 +241,8 @@ def acl_indexes(tmp_path_factory) -> dict[str, tuple[Searcher, dict[int, tuple[s
 
 
 def test_the_acl_indexes_are_one_exact_and_one_approximate(acl_indexes):
-    assert not is_approximate(acl_indexes["exact"][0].snapshot().dense)
-    assert is_approximate(acl_indexes["hnsw"][0].snapshot().dense)
+    assert not acl_indexes["exact"][0].snapshot().approximate
+    assert acl_indexes["hnsw"][0].snapshot().approximate
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -279,8 +278,8 @@ def test_index_switches_from_exact_to_hnsw_at_the_configured_size(tmp_path, hand
     for config in (small, large):
         ingest(config, IngestRequest(paths=[files]))
     exact, approximate = Searcher(small), Searcher(large)
-    assert not is_approximate(exact.snapshot().dense)
-    assert is_approximate(approximate.snapshot().dense)
+    assert not exact.snapshot().approximate
+    assert approximate.snapshot().approximate
     manifest = json.loads((approximate.snapshot().folder / "manifest.json").read_text())
     assert manifest["approximate"] is True
     for query in ("ZX-4411 hotfix", "paid annual leave", "bicycle garage", "compensation committee"):
