@@ -44,7 +44,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debu
 
 class _BarProgress:
     """Draws the job's progress on a terminal: files with files/s and chunks/s, then chunks embedded. It has
-    ingest.pipeline.Progress's methods without importing it: commands that never ingest never load the parsers."""
+    ingest.job.Progress's methods without importing it: commands that never ingest never load the parsers."""
 
     def __init__(self, bar: Bar) -> None:
         self.bar = bar

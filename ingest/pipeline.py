@@ -7,26 +7,25 @@ commit leaves the previous version in force; the next run re-parses what changed
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from ingest.chunk import ChunkDraft, chunk_document
 from ingest.files import is_under, read_bounded, regular_stat, resolve_within, too_large
+from ingest.job import JobReport, Progress, ingestion_job, record_finish
 from ingest.parallel import parse_files
 from ingest.parse import PARSER_VERSION, SUPPORTED, Block, ParsedDocument, ParseFailure, doc_type_of
-from penny import BadInput, PennyError, Settings
+from penny import BadInput, Settings
 from retrieval.build import Difference, build_settings, chunking_key, differences, stale_stages
-from retrieval.catalogue import ChunkRow, Document, IngestionJob, JobError, live_version, open_catalogue, utcnow
+from retrieval.catalogue import ChunkRow, Document, JobError, live_version, utcnow
 from retrieval.embedder import get_embedder
 from retrieval.indexer import (
     embed_missing,
@@ -50,52 +49,8 @@ _REDO = {
 }
 
 
-class JobAlreadyRunning(PennyError):
-    code = "job_running"
-
-
 class PathNotAllowed(BadInput):
     code = "path_not_allowed"
-
-
-@dataclass
-class JobReport:
-    job_id: int
-    status: str = "running"
-    files_seen: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    chunks_added: int = 0
-    chunks_embedded: int = 0
-    index_version: int | None = None
-    # settings that changed since the live version was built, each with what it costs (re-chunk, re-embed, rebuild)
-    rebuilt: list[str] = field(default_factory=list)
-    errors: list[dict[str, str]] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage: scan, embed, publish
-
-    def counts(self) -> dict[str, int]:
-        return {
-            name: getattr(self, name)
-            for name in ("files_seen", "added", "updated", "unchanged", "removed", "failed", "skipped",
-                         "chunks_added", "chunks_embedded")
-        }  # fmt: skip
-
-
-class Progress:
-    """What the job tells its caller as it goes; the CLI draws a bar from it, the API and tests ignore it."""
-
-    def job_started(self, job_id: int) -> None: ...
-
-    def start(self, files: int) -> None: ...
-
-    def advance(self, files: int = 0, chunks: int = 0, embedded: int = 0) -> None: ...
-
-    def stage(self, name: str, total: int | None = None) -> None:
-        """A new stage begins; `total` is how many items it will advance through, when known."""
 
 
 @dataclass
@@ -125,7 +80,7 @@ def ingest(settings: Settings, request: IngestRequest, progress: Progress | None
     """Run one ingestion job to completion and return its report."""
     progress = progress or Progress()
     validate_request(request)
-    with _job(settings, request.paths) as (sessions, report):
+    with ingestion_job(settings, request.paths) as (sessions, report):
         progress.job_started(report.job_id)
         _run(settings, sessions, request, report, progress)
     return report
@@ -133,7 +88,7 @@ def ingest(settings: Settings, request: IngestRequest, progress: Progress | None
 
 def remove_documents(settings: Settings, document_ids: list[int]) -> JobReport:
     """Delete documents from the catalogue and publish an index version without them, as one job."""
-    with _job(settings, []) as (sessions, report):
+    with ingestion_job(settings, []) as (sessions, report):
         with sessions.begin() as session:
             found = session.scalars(select(Document).where(Document.id.in_(document_ids))).all()
             missing = set(document_ids) - {doc.id for doc in found}
@@ -145,40 +100,9 @@ def remove_documents(settings: Settings, document_ids: list[int]) -> JobReport:
             report.removed = len(found)
             dimension = get_embedder(settings).dimension
             report.index_version = publish_version(session, settings, dimension, report.job_id)
-            _record_finish(session, report, "succeeded", None)
+            record_finish(session, report, "succeeded", None)
         tidy_versions(sessions, settings)
     return report
-
-
-@contextmanager
-def _job(settings: Settings, paths: list[Path]) -> Iterator[tuple[sessionmaker[Session], JobReport]]:
-    """One job under the data directory's lock: its row is created first, and marked failed if the body raises."""
-    sessions = open_catalogue(settings)
-    with job_lock(settings):
-        _mark_interrupted_jobs(sessions)
-        report = JobReport(job_id=_start_job(sessions, paths))
-        log.info("ingestion job %d started", report.job_id, extra={"paths": [str(p) for p in paths]})
-        try:
-            yield sessions, report
-        except BaseException as exc:
-            _finish_job(sessions, report, "failed", f"{type(exc).__name__}: {exc}")
-            log.error("ingestion job %d failed: %s", report.job_id, exc)
-            raise
-    log.info("ingestion job %d %s", report.job_id, report.status, extra={**report.counts(), "seconds": report.seconds})
-
-
-@contextmanager
-def job_lock(settings: Settings) -> Iterator[None]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.data_dir / "ingest.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise JobAlreadyRunning("another ingestion job is running on this data directory; wait for it") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def validate_request(request: IngestRequest) -> None:
@@ -340,7 +264,7 @@ def _embed_and_publish(settings, sessions, embedder, plan: _Plan, known, report:
         if plan.changes_index:
             report.index_version = publish_version(session, settings, embedder.dimension, report.job_id)
         report.seconds["publish"] = round(time.perf_counter() - started, 3)
-        _record_finish(session, report, "succeeded", None)
+        record_finish(session, report, "succeeded", None)
     if plan.changes_index:
         tidy_versions(sessions, settings)
 
@@ -370,7 +294,7 @@ def ingest_records(
     progress = progress or Progress()
     if not records:
         raise BadInput("no records to ingest")
-    with _job(settings, [Path(f"record://{source}")]) as (sessions, report):
+    with ingestion_job(settings, [Path(f"record://{source}")]) as (sessions, report):
         embedder = get_embedder(settings)
         known = _known_documents(sessions)
         plan = _Plan(groups=sorted(set(groups or ["everyone"])), source=source, chunking=chunking_key(settings))
@@ -492,34 +416,6 @@ def _record_failure(session, report, path, kind, reason, item, known, groups, so
                  doc_type=Path(path).suffix.lower().lstrip(".")[:20], groups=groups, status="failed",
                  error=f"{kind}: {reason}", chunk_count=0)
     )  # fmt: skip
-
-
-def _start_job(sessions: sessionmaker[Session], paths: list[Path]) -> int:
-    with sessions.begin() as session:
-        job = IngestionJob(status="running", pid=os.getpid(), paths=[str(p) for p in paths])
-        session.add(job)
-        session.flush()
-        return job.id
-
-
-def _record_finish(session: Session, report: JobReport, status: str, message: str | None) -> None:
-    job = session.get(IngestionJob, report.job_id)
-    report.status = status
-    job.status, job.message, job.finished_at = status, message, utcnow()
-    job.counts, job.index_version = report.counts(), report.index_version
-
-
-def _finish_job(sessions: sessionmaker[Session], report: JobReport, status: str, message: str | None) -> None:
-    with sessions.begin() as session:
-        _record_finish(session, report, status, message)
-
-
-def _mark_interrupted_jobs(sessions: sessionmaker[Session]) -> None:
-    """Jobs still 'running' when we hold the lock were killed: say so, so `penny jobs` tells the truth."""
-    with sessions.begin() as session:
-        for job in session.scalars(select(IngestionJob).where(IngestionJob.status == "running")):
-            job.status, job.finished_at = "interrupted", utcnow()
-            job.message = "the job stopped before it finished (killed or crashed); the previous index stayed live"
 
 
 SUPPORTED_SUFFIXES = sorted(SUPPORTED)
