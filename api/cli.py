@@ -192,7 +192,7 @@ def documents_show(document_id: int, as_json: Annotated[bool, typer.Option("--js
 @documents_app.command("delete")
 def documents_delete(document_ids: list[int]):
     """Delete documents and publish an index version without them."""
-    from ingest.pipeline import remove_documents
+    from ingest.remove import remove_documents
 
     try:
         report = remove_documents(settings(), document_ids)

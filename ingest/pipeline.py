@@ -6,25 +6,21 @@ publishing; restartable at any point, see there).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ingest.chunk import chunk_document
 from ingest.job import JobReport, Progress, ingestion_job
 from ingest.parallel import parse_files
-from ingest.parse import Block, ParsedDocument
-from ingest.publish import embed_and_publish, publishing, stale_build
+from ingest.publish import embed_and_publish, stale_build
 from ingest.scan import TO_PARSE, FileChange, examine, files_to_examine, known_documents, outside_roots, removed
 from ingest.store import Plan, Staged
 from penny import BadInput, Settings
 from retrieval.build import chunking_key
 from retrieval.catalogue import Document
-from retrieval.embedder import Embedder, get_embedder
+from retrieval.embedder import get_embedder
 
 
 class PathNotAllowed(BadInput):
@@ -125,85 +121,3 @@ def _parse_all(changes: list[FileChange], within: dict[str, str | None], setting
         else:
             plan.staged.append(Staged(change, result.parsed, list(result.drafts)))
         progress.advance(files=1, chunks=len(result.drafts))
-
-
-@dataclass(frozen=True)
-class Record:
-    """A passage that arrives as text rather than as a file (a BEIR-style corpus line)."""
-
-    id: str
-    title: str
-    text: str
-
-
-def record_path(source: str, record_id: str) -> str:
-    return f"record://{source}/{record_id}"
-
-
-def ingest_records(
-    settings: Settings,
-    records: list[Record],
-    source: str,
-    groups: list[str] | None = None,
-    progress: Progress | None = None,
-) -> JobReport:
-    """Ingest text records as documents at `record://SOURCE/ID` (chunked like files, never parsed). Records of
-    this source that are no longer given are removed, so the source mirrors `records` exactly."""
-    progress = progress or Progress()
-    if not records:
-        raise BadInput("no records to ingest")
-    with ingestion_job(settings, [Path(f"record://{source}")]) as (sessions, report):
-        embedder = get_embedder(settings)
-        known = known_documents(sessions)
-        plan = Plan(groups=sorted(set(groups or ["everyone"])), source=source, chunking=chunking_key(settings))
-        plan.stale = stale_build(settings, sessions)
-        progress.start(len(records))
-        for record in records:
-            report.files_seen += 1
-            change = _compare_record(record, source, known, plan)
-            if change.kind == "unchanged":
-                report.unchanged += 1
-            else:
-                plan.staged.append(_stage_record(record, change, embedder, settings))
-            progress.advance(files=1)
-        given = {record_path(source, r.id) for r in records}
-        prefix = record_path(source, "")
-        plan.gone = [FileChange(p, "removed") for p in known if p.startswith(prefix) and p not in given]
-        embed_and_publish(settings, sessions, embedder, plan, known, report, progress)
-    return report
-
-
-def _compare_record(record: Record, source: str, known: dict[str, Document], plan: Plan) -> FileChange:
-    """A record is unchanged while its text, groups and chunking settings are; its source is part of its path."""
-    path = record_path(source, record.id)
-    content = f"{record.title}\n{record.text}".encode()
-    digest = hashlib.sha256(content).hexdigest()
-    doc = known.get(path)
-    if doc and doc.sha256 == digest and doc.groups == plan.groups and doc.chunking == plan.chunking:
-        return FileChange(path, "unchanged", len(content), 0.0, digest)
-    return FileChange(path, "changed" if doc else "new", len(content), 0.0, digest)
-
-
-def _stage_record(record: Record, change: FileChange, embedder: Embedder, settings: Settings) -> Staged:
-    blocks = [Block(record.text.strip() or record.title, (record.title,) if record.title else (), None)]
-    parsed = ParsedDocument(title=record.title or record.id, doc_type="record", blocks=blocks)
-    drafts = chunk_document(parsed, embedder.count_tokens, settings.chunk_max_tokens, settings.chunk_overlap_tokens)
-    return Staged(change, parsed, drafts)
-
-
-def remove_documents(settings: Settings, document_ids: list[int]) -> JobReport:
-    """Delete documents from the catalogue and publish an index version without them, as one job. Every id must
-    exist, or nothing is deleted."""
-    with ingestion_job(settings, []) as (sessions, report), publishing(settings, sessions, report) as session:
-        report.removed = _delete(session, document_ids)
-    return report
-
-
-def _delete(session: Session, document_ids: list[int]) -> int:
-    found = session.scalars(select(Document).where(Document.id.in_(document_ids))).all()
-    missing = set(document_ids) - {doc.id for doc in found}
-    if missing:
-        raise BadInput(f"no document with id {', '.join(map(str, sorted(missing)))}")
-    for document in found:
-        session.delete(document)  # its chunks go with it (the catalogue's foreign keys cascade)
-    return len(found)

@@ -15,7 +15,8 @@ from sqlalchemy import func, select, update
 from ingest.chunk import chunk_document
 from ingest.job import JobAlreadyRunning, job_lock
 from ingest.parse import PARSER_VERSION, Block, ParsedDocument, ParseFailure, parse_bytes
-from ingest.pipeline import IngestRequest, Record, ingest, ingest_records
+from ingest.pipeline import IngestRequest, ingest
+from ingest.records import Record, ingest_records
 from penny import BadInput, Settings
 from retrieval.catalogue import ChunkRow, Document, EmbeddingRow, IngestionJob, live_version, open_catalogue
 from retrieval.embedder import get_embedder
