@@ -46,9 +46,18 @@ class JobReport:
     def counts(self) -> dict[str, int]:
         return {
             name: getattr(self, name)
-            for name in ("files_seen", "added", "updated", "unchanged", "removed", "failed", "skipped",
-                         "chunks_added", "chunks_embedded")
-        }  # fmt: skip
+            for name in (
+                "files_seen",
+                "added",
+                "updated",
+                "unchanged",
+                "removed",
+                "failed",
+                "skipped",
+                "chunks_added",
+                "chunks_embedded",
+            )
+        }
 
 
 class Progress:

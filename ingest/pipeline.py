@@ -67,8 +67,9 @@ def validate_request(request: IngestRequest) -> None:
         raise BadInput("groups must be non-empty names")
 
 
-def _run(settings: Settings, sessions: sessionmaker[Session], request: IngestRequest, report: JobReport,
-         progress: Progress) -> None:  # fmt: skip
+def _run(
+    settings: Settings, sessions: sessionmaker[Session], request: IngestRequest, report: JobReport, progress: Progress
+) -> None:
     embedder = get_embedder(settings)
     files = files_to_examine(request.paths, request.roots)
     progress.start(len(files))
@@ -84,8 +85,14 @@ def _run(settings: Settings, sessions: sessionmaker[Session], request: IngestReq
     embed_and_publish(settings, sessions, embedder, plan, known, report, progress)
 
 
-def _examine_all(files: dict[str, str | None], known: dict[str, Document], settings: Settings, plan: Plan,
-                 report: JobReport, progress: Progress) -> list[FileChange]:  # fmt: skip
+def _examine_all(
+    files: dict[str, str | None],
+    known: dict[str, Document],
+    settings: Settings,
+    plan: Plan,
+    report: JobReport,
+    progress: Progress,
+) -> list[FileChange]:
     """Enter into `plan` what each file is to the catalogue; returns the new and changed ones, to be parsed."""
     to_parse = []
     for path, within in files.items():
@@ -108,8 +115,9 @@ def _examine_all(files: dict[str, str | None], known: dict[str, Document], setti
     return to_parse
 
 
-def _parse_all(changes: list[FileChange], within: dict[str, str | None], settings: Settings, plan: Plan,
-               progress: Progress) -> None:  # fmt: skip
+def _parse_all(
+    changes: list[FileChange], within: dict[str, str | None], settings: Settings, plan: Plan, progress: Progress
+) -> None:
     """Parse and chunk the new and changed files into `plan`: staged, or failed with parsing's reason."""
     by_path = {change.path: change for change in changes}
     for result in parse_files(list(by_path), settings, within):

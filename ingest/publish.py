@@ -46,8 +46,15 @@ def stale_build(settings: Settings, sessions: sessionmaker[Session]) -> list[Dif
     return differences(manifest.get("build"), build_settings(settings, manifest.get("chunks", 0)))
 
 
-def embed_and_publish(settings: Settings, sessions: sessionmaker[Session], embedder: Embedder, plan: Plan,
-                      known: dict[str, Document], report: JobReport, progress: Progress) -> None:  # fmt: skip
+def embed_and_publish(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    embedder: Embedder,
+    plan: Plan,
+    known: dict[str, Document],
+    report: JobReport,
+    progress: Progress,
+) -> None:
     """Embed the plan's new texts, then write the plan and publish the index version it makes, as one commit."""
     report.rebuilt = [f"{d.describe()}: {_REDO[d.stage]}" for d in plan.stale]
     for line in report.rebuilt:
@@ -59,8 +66,9 @@ def embed_and_publish(settings: Settings, sessions: sessionmaker[Session], embed
 
 
 @contextmanager
-def publishing(settings: Settings, sessions: sessionmaker[Session], report: JobReport,
-               changes_index: bool = True) -> Iterator[Session]:  # fmt: skip
+def publishing(
+    settings: Settings, sessions: sessionmaker[Session], report: JobReport, changes_index: bool = True
+) -> Iterator[Session]:
     """The transaction that ends a job. The body writes its catalogue changes into the session; then, if they change
     the index, a version is published from what the session sees, and the job is recorded as succeeded. It all
     commits together; versions no reader needs any more are removed after the commit."""
@@ -77,8 +85,9 @@ def publishing(settings: Settings, sessions: sessionmaker[Session], report: JobR
         tidy_versions(sessions, settings)
 
 
-def _embed(sessions: sessionmaker[Session], embedder: Embedder, plan: Plan, report: JobReport,
-           progress: Progress) -> None:  # fmt: skip
+def _embed(
+    sessions: sessionmaker[Session], embedder: Embedder, plan: Plan, report: JobReport, progress: Progress
+) -> None:
     texts = plan.texts()
     if "embedding" in stale_stages(plan.stale):  # a new model or variant: every chunk kept is embedded again
         with sessions() as session:

@@ -85,8 +85,9 @@ def files_to_examine(paths: list[Path], roots: list[Path] | None) -> dict[str, s
     return dict(sorted(files.items()))
 
 
-def examine(path: Path, within: str | None, known: Document | None, settings: Settings, groups: list[str],
-            source: str) -> FileChange:  # fmt: skip
+def examine(
+    path: Path, within: str | None, known: Document | None, settings: Settings, groups: list[str], source: str
+) -> FileChange:
     """What the file at `path` is to `known`, its document in the catalogue (None: there is none), when asked for
     with `groups` and `source`. Only an indexed file whose size or mtime moved is read (to hash it)."""
     try:
@@ -103,8 +104,9 @@ def removed(known: Iterable[str], present: Collection[str], folders: list[Path])
     return [FileChange(p, "removed") for p in known if p not in present and any(is_under(p, r) for r in roots)]
 
 
-def _compare(path: Path, within: str | None, known: Document | None, settings: Settings, groups: list[str],
-             source: str) -> FileChange:  # fmt: skip
+def _compare(
+    path: Path, within: str | None, known: Document | None, settings: Settings, groups: list[str], source: str
+) -> FileChange:
     doc_type_of(path)  # an unsupported type is refused before the file is even looked at
     stat = regular_stat(resolve_within(str(path), within))
     if stat.st_size > settings.max_file_bytes:

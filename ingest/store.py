@@ -114,8 +114,9 @@ def _chunk_rows(document_id: int, title: str, drafts: list[ChunkDraft]) -> list[
     ]
 
 
-def _record_failure(session: Session, report: JobReport, change: FileChange, known: Document | None,
-                    plan: Plan) -> None:  # fmt: skip
+def _record_failure(
+    session: Session, report: JobReport, change: FileChange, known: Document | None, plan: Plan
+) -> None:
     path, kind, reason = change.path, change.failure_kind, change.failure_reason
     session.add(JobError(job_id=report.job_id, path=path, kind=kind, reason=reason))
     log.warning("%s: %s (%s)", path, reason, kind)
@@ -131,7 +132,17 @@ def _record_failure(session: Session, report: JobReport, change: FileChange, kno
     if change.kind == "refused":  # never read: not a document of ours, only the job's error says why
         return
     session.add(
-        Document(path=path, source=plan.source, sha256=change.sha256, size=change.size, mtime=change.mtime, title="",
-                 doc_type=Path(path).suffix.lower().lstrip(".")[:20], groups=plan.groups, status="failed",
-                 error=f"{kind}: {reason}", chunk_count=0)
-    )  # fmt: skip
+        Document(
+            path=path,
+            source=plan.source,
+            sha256=change.sha256,
+            size=change.size,
+            mtime=change.mtime,
+            title="",
+            doc_type=Path(path).suffix.lower().lstrip(".")[:20],
+            groups=plan.groups,
+            status="failed",
+            error=f"{kind}: {reason}",
+            chunk_count=0,
+        )
+    )
