@@ -46,7 +46,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debu
 
 class _BarProgress:
     """Draws the job's progress on a terminal: files with files/s and chunks/s, then chunks embedded. It has
-    ingest.pipeline.Progress's methods without importing it: commands that never ingest never load the parsers."""
+    ingest.job.Progress's methods without importing it: commands that never ingest never load the parsers."""
 
     def __init__(self, bar: Bar) -> None:
         self.bar = bar
@@ -194,7 +194,7 @@ def documents_show(document_id: int, as_json: Annotated[bool, typer.Option("--js
 @documents_app.command("delete")
 def documents_delete(document_ids: list[int]):
     """Delete documents and publish an index version without them."""
-    from ingest.pipeline import remove_documents
+    from ingest.remove import remove_documents
 
     try:
         report = remove_documents(settings(), document_ids)

@@ -16,8 +16,9 @@ from pathlib import Path
 from api.metrics import Metrics
 from api.uploads import uploads_dir
 from ingest.admin import mark_dead_jobs
+from ingest.job import Progress
 from ingest.parallel import exit_with_parent
-from ingest.pipeline import IngestRequest, Progress, ingest, validate_request
+from ingest.pipeline import IngestRequest, ingest, validate_request
 from penny import PennyError, Settings
 from retrieval.catalogue import open_catalogue
 

@@ -1,7 +1,7 @@
 """The BEIR-like evaluation sets in ../shared/data: corpus, queries, qrels and reference answers.
 
     dataset = load_beir(shared_data_dir() / "tatqa-dev")
-    dataset.corpus            # list[Record]  (ingest with ingest.pipeline.ingest_records)
+    dataset.corpus            # list[Record]  (ingest with ingest.records.ingest_records)
     dataset.queries           # dict[qid, Query]  (Query.text, Query.metadata)
     dataset.qrels             # dict[qid, dict[corpus id, score]]  (empty for ocp-4.15)
     dataset.answers           # dict[qid, list[str]]
@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ingest.pipeline import Record, record_path
+from ingest.records import Record, record_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.datasets import Dataset, Query, load_beir, shared_data_dir
-from ingest.pipeline import IngestRequest, ingest, ingest_records
+from ingest.pipeline import IngestRequest, ingest
+from ingest.records import ingest_records
 from penny import Settings
 from retrieval.catalogue import Document, open_catalogue
 from retrieval.search import SearchFilter

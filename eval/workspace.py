@@ -23,7 +23,8 @@ from sqlalchemy import select
 
 from eval.datasets import load_beir
 from ingest.parse import PARSER_VERSION
-from ingest.pipeline import IngestRequest, Record, ingest, ingest_records, record_path
+from ingest.pipeline import IngestRequest, ingest
+from ingest.records import Record, ingest_records, record_path
 from penny import BadInput, Settings
 from retrieval.catalogue import Document, open_catalogue
 

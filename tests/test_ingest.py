@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -13,8 +14,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from ingest.chunk import chunk_document
+from ingest.job import JobAlreadyRunning, job_lock
 from ingest.parse import PARSER_VERSION, Block, ParsedDocument, ParseFailure, parse_bytes
-from ingest.pipeline import IngestRequest, JobAlreadyRunning, Record, ingest, ingest_records, job_lock
+from ingest.pipeline import IngestRequest, ingest
+from ingest.records import Record, ingest_records
+from ingest.scan import FileChange, examine, files_to_examine, known_documents, removed
 from penny import BadInput, Settings
 from retrieval.catalogue import ChunkRow, Document, EmbeddingRow, IngestionJob, live_version, open_catalogue
 from retrieval.embedder import get_embedder
@@ -281,6 +285,65 @@ def test_records_mirror_their_source(settings):
     assert top_path(settings, "why do cats purr") == "record://pets/a"
 
 
+# ---------------------------------------------------------------- change detection
+
+
+def _changes(settings: Settings, folder: Path, groups: list[str]) -> dict[str, FileChange]:
+    """What each file under `folder` is to the catalogue, by file name, as the next job would find it."""
+    known = known_documents(open_catalogue(settings))
+    files = files_to_examine([folder], None)
+    return {
+        Path(path).name: examine(Path(path), within, known.get(path), settings, groups, "default")
+        for path, within in files.items()
+    }
+
+
+def test_each_file_is_classified_against_the_catalogue(settings, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "leave.md").write_text(LEAVE_MD)
+    (folder / "expenses.html").write_text(EXPENSES_HTML)
+    (folder / "security.txt").write_text(SECURITY_TXT)
+    (folder / "retired.txt").write_text("RETIRED\n\nThis policy no longer applies.")
+    (folder / "empty.md").write_text("")
+    ingest(settings, IngestRequest(paths=[folder]))
+
+    edited = LEAVE_MD.replace("25 days of annual leave", "27 days of annual leave")  # same size: only the hash tells
+    (folder / "leave.md").write_text(edited)
+    later = time.time() + 60
+    os.utime(folder / "leave.md", (later, later))
+    os.utime(folder / "security.txt", (later, later))
+    (folder / "new.md").write_text("# Parking\n\nStaff park in the east car park.")
+    (folder / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (folder / "broken.md").symlink_to(folder / "nowhere.md")
+    (folder / "retired.txt").unlink()
+
+    changes = _changes(settings, folder, ["everyone"])
+    assert {name: change.kind for name, change in changes.items()} == {
+        "broken.md": "refused",
+        "empty.md": "changed",  # its last attempt failed: every job tries it again
+        "expenses.html": "unchanged",
+        "leave.md": "changed",
+        "new.md": "new",
+        "picture.png": "refused",
+        "security.txt": "touched",
+    }
+    assert changes["leave.md"].sha256 == hashlib.sha256(edited.encode()).hexdigest()
+    assert changes["security.txt"].mtime == os.stat(folder / "security.txt").st_mtime
+    assert changes["new.md"].sha256 == ""  # not read yet: parsing hashes what it reads
+    assert (changes["picture.png"].failure_kind, changes["broken.md"].failure_kind) == ("unsupported", "unreadable")
+    known = known_documents(open_catalogue(settings))
+    assert removed(known, files_to_examine([folder], None), [folder]) == [
+        FileChange(str(folder / "retired.txt"), "removed")
+    ]
+
+    relabelled = _changes(settings, folder, ["hr"])
+    assert (relabelled["expenses.html"].kind, relabelled["security.txt"].kind) == ("relabelled", "relabelled")
+    with open_catalogue(settings).begin() as session:  # as an older parser would have left it
+        session.execute(update(Document).where(Document.path.like("%expenses.html")).values(parser_version=1))
+    assert _changes(settings, folder, ["everyone"])["expenses.html"].kind == "changed"
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -313,6 +376,9 @@ def test_bad_files_are_recorded_with_reasons_and_never_abort(settings, corpus, t
     with open_catalogue(settings)() as session:
         job = session.get(IngestionJob, report.job_id)
         assert job.counts["failed"] == 7 and len(job.errors) == 8
+        failed = {Path(p).name for p in session.scalars(select(Document.path).where(Document.status == "failed"))}
+    # what parsing refused is a failed document saying why; what examining refused (never read) only a job error
+    assert failed == {"empty.md", "binary.txt", "corrupt.docx", "corrupt.pdf", "encrypted.pdf"}
 
 
 def test_a_file_that_turns_corrupt_keeps_its_last_good_content(settings, corpus):

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from ingest.pipeline import IngestRequest, ingest, remove_documents
+from ingest.pipeline import IngestRequest, ingest
+from ingest.remove import remove_documents
 from penny import Settings
 from retrieval.catalogue import Document, open_catalogue
 from retrieval.search import Searcher

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.pipeline import IngestRequest, Record, ingest, ingest_records
+from ingest.pipeline import IngestRequest, ingest
+from ingest.records import Record, ingest_records
 from penny import BadInput, IndexUnavailable, Settings
 from retrieval.confidence import FEATURES, ConfidenceModel
 from retrieval.fusion import FusionMethod, convex, min_max, reciprocal_rank, z_score

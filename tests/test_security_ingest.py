@@ -27,7 +27,8 @@ from api.conversations import HIDDEN
 from ingest import parallel
 from ingest.admin import list_jobs
 from ingest.parse import ParseFailure, UnpackLimits, parse_bytes
-from ingest.pipeline import IngestRequest, PathNotAllowed, ingest, remove_documents
+from ingest.pipeline import IngestRequest, PathNotAllowed, ingest
+from ingest.remove import remove_documents
 from penny import Settings
 from retrieval.catalogue import ChunkRow, Document, IngestionJob, open_catalogue
 

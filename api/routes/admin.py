@@ -22,7 +22,7 @@ from api.models import (
 )
 from api.uploads import discard_unindexed, store_uploads
 from ingest.admin import list_jobs, show_document
-from ingest.pipeline import remove_documents
+from ingest.remove import remove_documents
 from penny import BadInput, PennyError
 
 router = APIRouter(prefix="/v1", tags=["admin"], responses=error_responses(*COMMON_ERRORS, 403, 404, 409, 503))
