@@ -3,7 +3,6 @@ progress it tells its caller. Every job (files, records, deletions) runs inside 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from collections.abc import Iterator
@@ -14,14 +13,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from penny import PennyError, Settings
+from penny import Settings
 from retrieval.catalogue import IngestionJob, open_catalogue, utcnow
+from retrieval.indexer import IndexBusy, write_lock
 
 log = logging.getLogger("penny.ingest")
 
 
-class JobAlreadyRunning(PennyError):
-    code = "job_running"
+JobAlreadyRunning = IndexBusy  # raised by job_lock when another job or a compaction holds the lock
 
 
 @dataclass
@@ -91,18 +90,8 @@ def ingestion_job(settings: Settings, paths: list[Path]) -> Iterator[tuple[sessi
     log.info("ingestion job %d %s", report.job_id, report.status, extra={**report.counts(), "seconds": report.seconds})
 
 
-@contextmanager
-def job_lock(settings: Settings) -> Iterator[None]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.data_dir / "ingest.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise JobAlreadyRunning("another ingestion job is running on this data directory; wait for it") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+# One lock per data directory for every writer of index versions (jobs and compaction alike): retrieval owns it.
+job_lock = write_lock
 
 
 def record_finish(session: Session, report: JobReport, status: str, message: str | None) -> None:

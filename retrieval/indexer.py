@@ -188,7 +188,8 @@ def write_lock(settings: Settings) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise IndexBusy("an ingestion job or a compaction is running on this data directory; wait for it") from exc
+            message = "another ingestion job or a compaction is running on this data directory; wait for it"
+            raise IndexBusy(message) from exc
         try:
             yield
         finally:
