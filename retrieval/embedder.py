@@ -9,6 +9,7 @@ names the backend's variant, so switching backends re-embeds instead of mixing v
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -161,40 +162,40 @@ class _OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(model.tokenizer_file))
         self.tokenizer.enable_truncation(max_length=model.max_tokens)
         self.tokenizer.no_padding()  # tokenizer.json pads to a fixed length; each text runs alone, unpadded
-        self._sessions: dict[int, object] = {}
-        self._lock = threading.Lock()
 
-    def session(self, threads: int):
-        """One session per thread count (onnxruntime fixes it when a session is made); made on first use."""
-        with self._lock:
-            if threads not in self._sessions:
-                import onnxruntime
+    @cached_property
+    def session(self):
+        """One single-threaded session, made on first use: `encode` runs texts side by side on it."""
+        import onnxruntime
 
-                options = onnxruntime.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                options.log_severity_level = 3
-                # threads that spin between ops burn a shared core for nothing
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._sessions[threads] = onnxruntime.InferenceSession(
-                    str(self.model.model_file), options, providers=["CPUExecutionProvider"]
-                )
-            return self._sessions[threads]
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return onnxruntime.InferenceSession(str(self.model.model_file), options, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: list[str], batch_size: int, threads: int) -> np.ndarray:
         """Each text runs alone. Dynamic int8 quantization scales activations per run, so a text batched with
         others (and their padding) got a vector differing from its own (cosine ~0.985): a query searched alone
         and in `search_many` ranked differently. Alone it is also cheaper here, with no padding to compute
-        (28 against 78 CPU-ms per handbook paragraph, 1 thread, in one run); `batch_size` is torch's."""
-        session = self.session(threads)
-        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, encoding in enumerate(self.tokenizer.encode_batch(texts)):
-            ids = np.array([encoding.ids], dtype=np.int64)
-            mask = np.array([encoding.attention_mask], dtype=np.int64)
-            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
-            pooled = hidden[0][0].mean(axis=0)
-            vectors[row] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
-        return vectors
+        (28 against 78 CPU-ms per handbook paragraph, 1 thread, in one run); `batch_size` is torch's.
+
+        With several threads, texts run side by side, each on one thread, rather than one text split across
+        threads: one ~200-token text kept two intra-op threads only ~60 % busy (a full OCP ingest ran on 1.16
+        of 2 cores), while onnxruntime releases the GIL during a run, so parallel texts fill every core."""
+        encodings = self.tokenizer.encode_batch(texts)
+        self.session  # noqa: B018  (made here, once, not by threads racing to make it)
+        if threads <= 1 or len(encodings) == 1:
+            return np.stack([self._vector(encoding) for encoding in encodings])
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="penny-embed") as pool:
+            return np.stack(list(pool.map(self._vector, encodings)))
+
+    def _vector(self, encoding) -> np.ndarray:
+        ids = np.array([encoding.ids], dtype=np.int64)
+        mask = np.array([encoding.attention_mask], dtype=np.int64)
+        inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        pooled = self.session.run(None, inputs)[0][0].mean(axis=0)
+        return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
 
 
 @dataclass
