@@ -109,8 +109,11 @@ class Embedder:
     def _run(self, batch: list[_Request]) -> None:
         texts = [text for request in batch for text in request.texts]
         try:
-            # a full batch is throughput work (ingestion); a few short texts (queries, answer sentences) are not
-            threads = self.threads if len(texts) >= self.batch_size else self.single_threads
+            # torch splits every op of a pass across its threads: worth it for a full batch (ingestion), but a few
+            # short texts on 2 threads collapse when another process holds a core. ONNX runs whole texts side by
+            # side with no barrier between them, so any several texts (answer sentences) may use every core.
+            many = len(texts) >= self.batch_size or (self.backend != "torch" and len(texts) > 1)
+            threads = self.threads if many else self.single_threads
             vectors = self.model.encode(texts, self.batch_size, threads)
             start = 0
             for request in batch:
