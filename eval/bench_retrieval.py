@@ -144,7 +144,7 @@ class SweepArrays:
                                     numeric_dense_weight=numeric_weight,
                                     long_query_terms=limit,
                                     long_dense_weight=long_weight,
-                                )  # fmt: skip
+                                )
                             )
         return found
 
@@ -231,8 +231,13 @@ def input_means(arrays: SweepArrays, subset: Callable[[int], bool]) -> dict[str,
 def held_out_check(arrays: SweepArrays, set_names: list[str]) -> None:
     """Choose on half the queries, measure on the other half: does the choice carry over to unseen queries?"""
     halves = {"even": lambda i: i % 2 == 0, "odd": lambda i: i % 2 == 1}
-    out = Table("chosen on", "method", "measured on", *[f"{n} fused vs best input R@10 | MRR" for n in set_names],
-                title="held-out check of the fusion choice")  # fmt: skip
+    out = Table(
+        "chosen on",
+        "method",
+        "measured on",
+        *[f"{n} fused vs best input R@10 | MRR" for n in set_names],
+        title="held-out check of the fusion choice",
+    )
     for pick, test in (("even", "odd"), ("odd", "even")):
         chosen = best_of(sweep_rows(arrays, halves[pick])).method
         row = sweep_rows(arrays, halves[test], [chosen])[0]
@@ -397,8 +402,10 @@ def main() -> None:
     for devset, runs in collected:
         searcher = searchers[str(devset.settings.data_dir)]
         if FusionMethod.from_settings(searcher.settings) == shipped:
-            console.print(f"{devset.name}: Searcher.search top 10 equals the benchmark's fused top 10 on "
-                          f"{check_searcher_matches(devset, runs, searcher):.0%} of 50 queries")  # fmt: skip
+            console.print(
+                f"{devset.name}: Searcher.search top 10 equals the benchmark's fused top 10 on "
+                f"{check_searcher_matches(devset, runs, searcher):.0%} of 50 queries"
+            )
 
     from eval.bench_scale import ann_recall_on_real, embedding_threads_side_by_side, print_latency, scale_latency
 

@@ -180,12 +180,16 @@ def embedding_threads_side_by_side(searcher: Searcher, queries: list[str]) -> li
             times.append((time.perf_counter() - t0) * 1000)
     embedder.single_threads = searcher.settings.search_threads
     return [
-        (f"query embedding alone, {count} torch thread(s)", {
-            "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
-            "qps": 1000 / float(np.mean(times)),
-        })
+        (
+            f"query embedding alone, {count} torch thread(s)",
+            {
+                "p50_ms": float(np.percentile(times, 50)),
+                "p95_ms": float(np.percentile(times, 95)),
+                "qps": 1000 / float(np.mean(times)),
+            },
+        )
         for count, times in counts.items()
-    ]  # fmt: skip
+    ]
 
 
 def dense_recall(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, ef_search: int, k: int = 10) -> float:

@@ -92,21 +92,47 @@ def store(settings: Settings, first_row: int, texts: list[str], vectors: np.ndar
         hashes = [text_sha256(index_text(f"doc {r // CHUNKS_PER_FILE}", "", texts[r - first_row])) for r in rows]
         with sessions.begin() as session:
             documents = sorted({r // CHUNKS_PER_FILE for r in rows})
-            session.execute(insert(Document), [
-                {"id": d + 1, "path": f"synthetic://{d}", "sha256": "", "size": 0, "mtime": 0.0, "title": f"doc {d}",
-                 "doc_type": "txt", "groups": ["everyone"], "status": "indexed", "chunking": chunking,
-                 "chunk_count": CHUNKS_PER_FILE} for d in documents
-            ])  # fmt: skip
-            session.execute(insert(ChunkRow), [
-                {"id": r + 1, "document_id": r // CHUNKS_PER_FILE + 1, "ordinal": r % CHUNKS_PER_FILE,
-                 "text": texts[r - first_row], "text_sha256": h, "title": f"doc {r // CHUNKS_PER_FILE}"}
-                for r, h in zip(rows, hashes, strict=True)
-            ])  # fmt: skip
-            if with_embeddings:
-                session.execute(insert(EmbeddingRow), [
-                    {"text_sha256": h, "model": model, "vector": vectors[r - first_row].tobytes()}
+            session.execute(
+                insert(Document),
+                [
+                    {
+                        "id": d + 1,
+                        "path": f"synthetic://{d}",
+                        "sha256": "",
+                        "size": 0,
+                        "mtime": 0.0,
+                        "title": f"doc {d}",
+                        "doc_type": "txt",
+                        "groups": ["everyone"],
+                        "status": "indexed",
+                        "chunking": chunking,
+                        "chunk_count": CHUNKS_PER_FILE,
+                    }
+                    for d in documents
+                ],
+            )
+            session.execute(
+                insert(ChunkRow),
+                [
+                    {
+                        "id": r + 1,
+                        "document_id": r // CHUNKS_PER_FILE + 1,
+                        "ordinal": r % CHUNKS_PER_FILE,
+                        "text": texts[r - first_row],
+                        "text_sha256": h,
+                        "title": f"doc {r // CHUNKS_PER_FILE}",
+                    }
                     for r, h in zip(rows, hashes, strict=True)
-                ])  # fmt: skip
+                ],
+            )
+            if with_embeddings:
+                session.execute(
+                    insert(EmbeddingRow),
+                    [
+                        {"text_sha256": h, "model": model, "vector": vectors[r - first_row].tobytes()}
+                        for r, h in zip(rows, hashes, strict=True)
+                    ],
+                )
 
 
 def timed_publish(settings: Settings, dimension: int, merge_all: bool) -> tuple[int, float]:
@@ -165,18 +191,21 @@ def run_one(rows: int, kind: str, files: int, queries: int, folder: Path) -> Out
     segmented = Snapshot(version_folder(settings, segmented_version), settings)
 
     all_vectors = np.concatenate([data.vectors, new_vectors])
-    query_vectors = np.concatenate([
-        _near(data.rng, new_vectors[data.rng.integers(0, added, queries // 2)], 0.5),
-        _near(data.rng, data.centres[data.rng.integers(0, len(data.centres), queries - queries // 2)], 1.0),
-    ])  # fmt: skip
+    query_vectors = np.concatenate(
+        [
+            _near(data.rng, new_vectors[data.rng.integers(0, added, queries // 2)], 0.5),
+            _near(data.rng, data.centres[data.rng.integers(0, len(data.centres), queries - queries // 2)], 1.0),
+        ]
+    )
     query_texts = [" ".join(VOCABULARY[data.rng.integers(0, 2_000, 3)]) for _ in range(queries)]
     if kind == "exact":
         passed, check = exact_equal(searcher, segmented, rebuilt, query_vectors, query_texts)
     else:
         passed, check = recall_ratio(searcher, segmented, rebuilt, query_vectors, all_vectors)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return Outcome(rows, kind, base_seconds, segment_publish, segment_load, rebuild_publish, rebuild_load, check,
-                   passed, peak)  # fmt: skip
+    return Outcome(
+        rows, kind, base_seconds, segment_publish, segment_load, rebuild_publish, rebuild_load, check, passed, peak
+    )
 
 
 def _top_ids(searcher: Searcher, snapshot: Snapshot, vector: np.ndarray, k: int = 10) -> list[int]:
@@ -212,17 +241,36 @@ def recall_ratio(searcher, segmented, rebuilt, vectors, all_vectors) -> tuple[bo
 
 def print_outcomes(outcomes: list[Outcome], files: int) -> None:
     table = Table(
-        "chunks", "dense", "base build s", "segments: publish s", "load s", "time to live s",
-        "rebuild: publish s", "load s", "time to live s", "speed-up", "results vs rebuild", "peak RSS MB",
+        "chunks",
+        "dense",
+        "base build s",
+        "segments: publish s",
+        "load s",
+        "time to live s",
+        "rebuild: publish s",
+        "load s",
+        "time to live s",
+        "speed-up",
+        "results vs rebuild",
+        "peak RSS MB",
         title=f"appending {files} files ({files * CHUNKS_PER_FILE} chunks): segments against a full rebuild",
-    )  # fmt: skip
+    )
     for o in outcomes:
         segments, rebuild = o.segment_publish + o.segment_load, o.rebuild_publish + o.rebuild_load
         table.add_row(
-            f"{o.rows:,}", o.kind, f"{o.base_seconds:.1f}", f"{o.segment_publish:.2f}", f"{o.segment_load:.2f}",
-            f"{segments:.2f}", f"{o.rebuild_publish:.1f}", f"{o.rebuild_load:.2f}", f"{rebuild:.1f}",
-            f"{rebuild / segments:.0f}x", ("ok: " if o.passed else "FAILED: ") + o.check, f"{o.peak_mb:,.0f}",
-        )  # fmt: skip
+            f"{o.rows:,}",
+            o.kind,
+            f"{o.base_seconds:.1f}",
+            f"{o.segment_publish:.2f}",
+            f"{o.segment_load:.2f}",
+            f"{segments:.2f}",
+            f"{o.rebuild_publish:.1f}",
+            f"{o.rebuild_load:.2f}",
+            f"{rebuild:.1f}",
+            f"{rebuild / segments:.0f}x",
+            ("ok: " if o.passed else "FAILED: ") + o.check,
+            f"{o.peak_mb:,.0f}",
+        )
     console.print(table)
 
 

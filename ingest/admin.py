@@ -69,12 +69,17 @@ def mark_dead_jobs(sessions: sessionmaker[Session]) -> list[int]:
     """Jobs recorded as running whose process is gone (killed with kill -9, or the machine restarted) are marked
     interrupted, so that `running` means a live process; returns their ids."""
     with sessions.begin() as session:
-        dead = [job for job in session.scalars(select(IngestionJob).where(IngestionJob.status == "running"))
-                if not _alive(job.pid, job.started_at)]  # fmt: skip
+        dead = [
+            job
+            for job in session.scalars(select(IngestionJob).where(IngestionJob.status == "running"))
+            if not _alive(job.pid, job.started_at)
+        ]
         for job in dead:
             job.status, job.finished_at = "interrupted", utcnow()
-            job.message = (f"the job's process ({job.pid}) ended before the job finished (killed or crashed); "
-                           "the previous index stayed live")  # fmt: skip
+            job.message = (
+                f"the job's process ({job.pid}) ended before the job finished (killed or crashed); "
+                "the previous index stayed live"
+            )
         return [job.id for job in dead]
 
 

@@ -18,8 +18,16 @@ import penny  # noqa: F401  (sets the offline and no-telemetry environment befor
 
 # Raised whenever a change makes the same file parse into different blocks: caches of parsed corpora key on it.
 PARSER_VERSION = 2
-SUPPORTED = {".md": "md", ".markdown": "md", ".txt": "txt", ".text": "txt", ".html": "html", ".htm": "html",
-             ".pdf": "pdf", ".docx": "docx"}  # fmt: skip
+SUPPORTED = {
+    ".md": "md",
+    ".markdown": "md",
+    ".txt": "txt",
+    ".text": "txt",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+}
 
 
 class ParseFailure(Exception):
@@ -82,8 +90,9 @@ def parse_bytes(
     if not blocks:
         raise ParseFailure("empty", "no text could be extracted from the file")
     title = next((e.text.strip() for e in elements if e.category == "Title" and e.text.strip()), "")
-    return ParsedDocument(title=title or path.stem.replace("-", " ").replace("_", " "), doc_type=doc_type,
-                          blocks=blocks)  # fmt: skip
+    return ParsedDocument(
+        title=title or path.stem.replace("-", " ").replace("_", " "), doc_type=doc_type, blocks=blocks
+    )
 
 
 def _decode_text(content: bytes) -> str:
@@ -187,8 +196,13 @@ def _partition_pdf(content: bytes, languages: list[str]):
     return elements
 
 
-_PARTITIONERS = {"md": _partition_md, "txt": _partition_txt, "html": _partition_html, "pdf": _partition_pdf,
-                 "docx": _partition_docx}  # fmt: skip
+_PARTITIONERS = {
+    "md": _partition_md,
+    "txt": _partition_txt,
+    "html": _partition_html,
+    "pdf": _partition_pdf,
+    "docx": _partition_docx,
+}
 
 
 def _blocks(elements) -> list[Block]:

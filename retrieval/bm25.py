@@ -149,8 +149,13 @@ class TermCounts:
         matrix = scipy.sparse.csc_matrix(
             (np.ones(len(ids), dtype=np.int32), (rows, np.array(ids, dtype=np.int64))), shape=(len(tokens), len(terms))
         )
-        return cls(terms, matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32),
-                   matrix.data.astype(np.int32), lengths)  # fmt: skip
+        return cls(
+            terms,
+            matrix.indptr.astype(np.int64),
+            matrix.indices.astype(np.int32),
+            matrix.data.astype(np.int32),
+            lengths,
+        )
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """(local rows, frequencies) of one term; empty when the segment never saw it."""

@@ -72,9 +72,17 @@ class Corpus:
     def _store(self, session, path: str, chunks: int) -> None:
         document = session.scalars(select(Document).where(Document.path == path)).one_or_none()
         if document is None:
-            document = Document(path=path, sha256="", size=0, mtime=0.0, title=path, doc_type="txt",
-                                groups=["everyone"], status="indexed",
-                                chunking=chunking_key(self.settings))  # fmt: skip
+            document = Document(
+                path=path,
+                sha256="",
+                size=0,
+                mtime=0.0,
+                title=path,
+                doc_type="txt",
+                groups=["everyone"],
+                status="indexed",
+                chunking=chunking_key(self.settings),
+            )
             session.add(document)
         else:
             session.execute(delete(ChunkRow).where(ChunkRow.document_id == document.id))
@@ -112,8 +120,12 @@ def query_vectors(snapshot: Snapshot, count: int, seed: int = 11) -> np.ndarray:
     """Half random directions, half close to live rows (so the freshest segment's rows are among the answers)."""
     rng = np.random.default_rng(seed)
     near = np.asarray(snapshot.vectors[rng.choice(np.flatnonzero(snapshot.live), count // 2)])
-    queries = np.concatenate([rng.standard_normal((count - count // 2, DIMENSION)), near + 0.3 * rng.standard_normal(
-        near.shape) / np.sqrt(DIMENSION)]).astype(np.float32)  # fmt: skip
+    queries = np.concatenate(
+        [
+            rng.standard_normal((count - count // 2, DIMENSION)),
+            near + 0.3 * rng.standard_normal(near.shape) / np.sqrt(DIMENSION),
+        ]
+    ).astype(np.float32)
     return queries / np.linalg.norm(queries, axis=1, keepdims=True)
 
 
@@ -354,8 +366,10 @@ def test_an_index_of_the_old_format_is_refused_with_the_command_that_rebuilds_it
     version = corpus.publish(documents(4))
     manifest_path = version_folder(corpus.settings, version) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    old = {key: manifest[key] for key in ("version", "chunks", "dimension", "embedding_model", "bm25_backend",
-                                          "approximate", "build")}  # fmt: skip
+    old = {
+        key: manifest[key]
+        for key in ("version", "chunks", "dimension", "embedding_model", "bm25_backend", "approximate", "build")
+    }
     manifest_path.write_text(json.dumps({**old, "format": 1}))  # what a Penny before segments wrote
     with pytest.raises(IndexUnavailable) as refused:
         Searcher(corpus.settings).snapshot()
@@ -363,16 +377,21 @@ def test_an_index_of_the_old_format_is_refused_with_the_command_that_rebuilds_it
     assert "format 1" in str(refused.value) and "`penny index compact`" in str(refused.value)
     assert index_status(corpus.settings).format == 1
 
-    env = {**os.environ, "PENNY_DATA_DIR": str(corpus.settings.data_dir), "PENNY_ANN_MIN_CHUNKS": "100000",
-           "PYTHONPATH": str(ROOT)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PENNY_DATA_DIR": str(corpus.settings.data_dir),
+        "PENNY_ANN_MIN_CHUNKS": "100000",
+        "PYTHONPATH": str(ROOT),
+    }
     cli = [sys.executable, "-m", "api", "index"]
     refused_cli = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, cwd=ROOT)
     assert refused_cli.returncode == 0 and "format 1" in refused_cli.stdout
     compacted = subprocess.run([*cli, "compact"], env=env, capture_output=True, text=True, cwd=ROOT)
     assert compacted.returncode == 0, compacted.stderr
     assert f"index version {version + 1}" in compacted.stdout
-    status = json.loads(subprocess.run([*cli, "status", "--json"], env=env, capture_output=True, text=True,
-                                       cwd=ROOT, check=True).stdout)  # fmt: skip
+    status = json.loads(
+        subprocess.run([*cli, "status", "--json"], env=env, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    )
     assert (status["format"], status["chunks"], len(status["segments"])) == (2, 32, 1)
     assert len(Searcher(corpus.settings).snapshot()) == 32
 
