@@ -235,6 +235,11 @@ class Settings(BaseSettings):
     fusion_long_query_terms: int | None = Field(8, ge=1)  # queries with more analysed terms are "long"
     fusion_long_dense_weight: float | None = Field(0.25, ge=0.0, le=1.0)  # for long queries
     rrf_k: int = Field(60, ge=1)
+    # per index version, the dense weights above are shifted by what pseudo-queries drawn from the corpus at publish
+    # time favour (retrieval/calibration.py), when that beats them by more than the margin (in MRR@10)
+    fusion_calibration: bool = True
+    fusion_calibration_queries: int = Field(200, ge=1)  # pseudo-queries embedded and searched per publish
+    fusion_calibration_margin: float = Field(0.01, ge=0.0, le=1.0)
     candidates: int = Field(50, ge=1)
 
     # answering

@@ -1,0 +1,221 @@
+"""Per-index fusion calibration on small real indexes: real embedder, SQLite catalogue, FAISS and BM25."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.pipeline import Record, ingest_records
+from penny import Settings
+from retrieval.analysis import analyze
+from retrieval.calibration import (
+    FILE_NAME,
+    MIN_PSEUDO_QUERIES,
+    PseudoQuery,
+    calibrate,
+    calibrate_on,
+    load_calibration,
+    pseudo_queries,
+)
+from retrieval.fusion import FusionMethod, fuse_scores
+from retrieval.indexer import index_text
+from retrieval.search import Searcher, SearchFilter
+
+# ---------------------------------------------------------------- a corpus the embedder cannot read
+
+_TOPICS = (
+    "The harbour crane was repainted", "Our choir sang at the festival", "A storm flooded the low fields",
+    "The bakery doubled its bread order", "Volunteers cleaned the river bank", "The museum opened a new wing",
+    "Engineers tested the bridge cables", "The school library bought atlases", "Farmers sold apples at dawn",
+    "The orchestra tuned before the concert", "Nurses finished the night shift", "The ferry left in thick fog",
+)  # fmt: skip
+
+
+def part_number_records(count: int = 60) -> list[Record]:
+    """Passages listing part numbers, seven each from a pool of 40 (so passages share some), after a short
+    sentence on one of twelve topics. Pseudo-queries are some of a passage's part numbers: BM25 matches them
+    exactly, while a sentence embedding reads digits poorly and ranks by the topic sentence, which says nothing
+    about the parts. Dense is weak, BM25 strong."""
+    rng = random.Random(7)
+    pool = [str(rng.randint(1000, 9999)) for _ in range(40)]
+    return [
+        Record(f"g{i}", "", f"{_TOPICS[i % len(_TOPICS)]}. Parts {' '.join(rng.sample(pool, 7))}.")
+        for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def weak_dense(tmp_path_factory) -> Settings:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("weak-dense"))
+    ingest_records(settings, part_number_records(), source="parts")
+    return settings
+
+
+def _texts(searcher: Searcher) -> list[str]:
+    """Each row's index text (heading and text) in row order, read back from the catalogue."""
+    snapshot = searcher.snapshot()
+    return [
+        index_text(passage.title, passage.section, passage.text)
+        for passage in searcher._load_chunks(snapshot, [int(i) for i in snapshot.chunk_ids]).values()
+    ]
+
+
+def test_pseudo_queries_are_a_few_words_of_one_sentence_of_their_row():
+    texts = [index_text("", "", record.text) for record in part_number_records()]
+    queries = pseudo_queries(texts, 20)
+    assert len(queries) == 20 and len({q.row for q in queries}) == 20
+    for query in queries:
+        words = query.text.split()
+        assert 3 <= len(words) <= 8
+        assert query.sentence in texts[query.row]
+        assert all(word in query.sentence for word in words)
+        assert len(words) < len(query.sentence.split())  # some words are always dropped
+    assert pseudo_queries(texts, 20) == queries  # seeded
+
+
+def test_calibration_leans_on_bm25_when_the_embedder_cannot_read_the_passages(weak_dense):
+    searcher = Searcher(weak_dense)
+    calibration = load_calibration(searcher.snapshot().folder)
+    assert calibration is not None, "publishing must store the version's calibration"
+    assert calibration.mrr_bm25 > calibration.mrr_dense + 0.2
+    assert calibration.dense_shift < 0
+    assert calibration.mrr_calibrated > calibration.mrr_configured + Settings().fusion_calibration_margin
+    fixed = FusionMethod.from_settings(weak_dense)
+    shifted = searcher.fusion_for(searcher.snapshot())
+    assert shifted.dense_weight < fixed.dense_weight and shifted.long_dense_weight < fixed.long_dense_weight
+    assert calibration.queries_embedded == calibration.pseudo_queries == 60  # one per passage, the setting allows 200
+    assert calibration.seconds >= calibration.embed_seconds > 0
+
+
+def test_calibration_is_deterministic(weak_dense):
+    searcher = Searcher(weak_dense)
+    texts = _texts(searcher)
+    first = calibrate(searcher.snapshot(), texts, weak_dense, searcher.embedder)
+    second = calibrate(searcher.snapshot(), texts, weak_dense, searcher.embedder)
+    assert first.dense_shift == second.dense_shift and first.mrr_by_shift == second.mrr_by_shift
+    assert first.dense_shift == load_calibration(searcher.snapshot().folder).dense_shift
+
+
+def test_a_gain_within_the_margin_keeps_the_configured_weights(weak_dense):
+    searcher = Searcher(weak_dense)
+    strict = weak_dense.model_copy(update={"fusion_calibration_margin": 0.99})
+    calibration = calibrate(searcher.snapshot(), _texts(searcher), strict, searcher.embedder)
+    assert calibration.dense_shift == 0.0 and "within the margin" in calibration.reason
+    assert max(calibration.mrr_by_shift.values()) > calibration.mrr_configured  # a gain there was, just too small
+
+
+def test_search_ranks_by_the_versions_calibrated_weights(weak_dense):
+    searcher = Searcher(weak_dense)
+    snapshot = searcher.snapshot()
+    calibrated = searcher.fusion_for(snapshot)
+    fixed = FusionMethod.from_settings(weak_dense)
+    assert calibrated != fixed
+    query = pseudo_queries(_texts(searcher), 1)[0].text
+    result = searcher.search(query, k=5)
+    candidates = searcher.candidates(snapshot, query, result.query_vector, 5, SearchFilter())
+    by_row = {int(row): i for i, row in enumerate(candidates.rows)}
+    expected = fuse_scores(candidates, calibrated, query)
+    unshifted = fuse_scores(candidates, fixed, query)
+    for passage in result.passages:
+        position = by_row[snapshot.row_of_chunk[passage.chunk.id]]
+        assert passage.score == pytest.approx(expected[position])
+    assert not np.allclose(expected, unshifted)
+
+
+def test_calibration_switched_off_stores_nothing_and_search_keeps_the_configured_weights(weak_dense, tmp_path):
+    off = Settings(data_dir=tmp_path, fusion_calibration=False)
+    ingest_records(off, part_number_records(), source="parts")
+    searcher = Searcher(off)
+    assert not (searcher.snapshot().folder / FILE_NAME).exists()
+    assert searcher.fusion_for(searcher.snapshot()) == FusionMethod.from_settings(off)
+    # and a calibrated version is searched with the configured weights when calibration is off at search time
+    calibrated_index = Searcher(weak_dense.model_copy(update={"fusion_calibration": False}))
+    assert (calibrated_index.snapshot().folder / FILE_NAME).exists()
+    assert calibrated_index.fusion_for(calibrated_index.snapshot()) == FusionMethod.from_settings(weak_dense)
+
+
+def test_a_corpus_too_small_to_calibrate_keeps_the_configured_weights(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    ingest_records(settings, part_number_records(MIN_PSEUDO_QUERIES - 5), source="parts")
+    calibration = load_calibration(Searcher(settings).snapshot().folder)
+    assert calibration is not None and calibration.dense_shift == 0.0
+    assert calibration.queries_embedded == 0 and "fewer than" in calibration.reason
+
+
+# ---------------------------------------------------------------- queries BM25 gets wrong
+
+# Each passage with a question that asks for it in other words: no term in common with its own passage.
+PARAPHRASED = [
+    ("Annual leave requests must be approved by your line manager before booking flights.",
+     "who signs off on holiday time"),
+    ("The cafeteria serves vegetarian lunches between noon and two o'clock.", "when can I eat a meat-free midday meal"),
+    ("Laptops are replaced every three years by the IT department.", "how often do we get new notebook computers"),
+    ("Parking permits for the basement garage cost forty pounds per month.", "price of a car space underground"),
+    ("Fire drills take place on the first Tuesday of each quarter.", "when do we practise building evacuation"),
+    ("Expense claims need original receipts scanned into the finance portal.", "what proof of spending must I upload"),
+    ("New starters receive a welcome pack with a badge and a laptop bag.", "what do recruits get on day one"),
+    ("The gym on the fourth floor opens at six in the morning.", "how early can I exercise at the fitness room"),
+    ("Printer toner cartridges are ordered through the stationery catalogue.",
+     "where do I request ink for copying machines"),
+    ("Remote employees may claim a monthly internet allowance of twenty euros.", "home workers broadband subsidy"),
+    ("Passwords expire after ninety days and must contain twelve characters.",
+     "how long until my login secret has to change"),
+    ("Maternity pay covers thirty-nine weeks at the statutory rate.", "paid time off after having a baby"),
+    ("Visitors sign the guest register at reception and wear a red lanyard.",
+     "what do people from outside the company do when they arrive"),
+    ("The pension scheme matches contributions up to five percent of salary.", "retirement savings the employer adds"),
+    ("Bicycle racks are located beside the north entrance.", "where can I leave my bike"),
+    ("Overtime is paid at one and a half times the hourly wage.", "extra shifts late evenings compensation"),
+    ("Quarterly sales targets are reviewed by the regional director.", "who checks revenue goals"),
+    ("Sick notes from a doctor are required after seven consecutive absences.", "medical certificate when ill"),
+    ("The library lends technical books for up to three weeks.", "borrowing manuals from the reading room"),
+    ("Conference rooms are reserved through the online calendar.", "how to book a meeting space"),
+    ("Company cars must be refuelled before they are returned to the pool.", "fill up the shared vehicle with petrol"),
+    ("Software licences are audited twice a year by procurement.", "how often are program subscriptions checked"),
+    ("Travel insurance covers lost luggage and medical emergencies abroad.",
+     "protection for missing suitcases overseas"),
+    ("Desk plants are watered by the facilities team on Fridays.", "who looks after office greenery"),
+    ("Jury service leave is granted with full pay.", "court duty absence salary"),
+    ("The staff newsletter is emailed on the last day of every month.", "internal bulletin publication schedule"),
+    ("Smoking is only permitted in the shelter behind the warehouse.", "where may I have a cigarette"),
+    ("Performance reviews happen each spring with your team lead.", "yearly appraisal timing"),
+    ("Lockers in the changing area require a personal padlock.", "storage cupboard security for clothes"),
+    ("Interns are mentored by a senior engineer for six months.", "who guides trainees during placement"),
+    ("Coffee machines are descaled weekly by the cleaning contractor.", "maintenance of espresso equipment"),
+    ("Whistleblowing reports can be submitted anonymously to the ethics hotline.",
+     "confidential channel to raise misconduct"),
+]  # fmt: skip
+
+
+def _trap(passage: str) -> str:
+    """The passage's rarest-looking term (its longest word): added to another passage's question, it pulls BM25
+    to this passage while the question still means the other one."""
+    return max(passage.rstrip(".").split(), key=len)
+
+
+def test_calibration_leans_on_dense_when_bm25_is_led_astray(tmp_path):
+    settings = Settings(
+        data_dir=tmp_path, fusion_dense_weight=0.5, fusion_numeric_dense_weight=None, fusion_long_dense_weight=None
+    )
+    ingest_records(settings, [Record(f"p{i}", "", text) for i, (text, _) in enumerate(PARAPHRASED)], source="hb")
+    searcher = Searcher(settings)
+    texts = _texts(searcher)
+    queries = []
+    for i, (passage, question) in enumerate(PARAPHRASED):
+        assert not set(analyze(question)) & set(analyze(passage)), question
+        row = next(row for row, text in enumerate(texts) if passage in text)
+        trap = _trap(PARAPHRASED[(i + 1) % len(PARAPHRASED)][0])
+        queries.append(PseudoQuery(f"{question} {trap}", row, passage))
+    assert len(queries) >= MIN_PSEUDO_QUERIES
+    calibration = calibrate_on(searcher.snapshot(), texts, queries, settings, searcher.embedder)
+    assert calibration.mrr_dense > calibration.mrr_bm25 + 0.2
+    assert calibration.dense_shift > 0
+    assert calibration.apply(FusionMethod.from_settings(settings)).dense_weight > 0.5
+    assert calibration.mrr_calibrated > calibration.mrr_configured
+
+
+def test_a_version_written_by_an_older_penny_has_no_calibration(tmp_path):
+    assert load_calibration(Path(tmp_path)) is None
