@@ -19,6 +19,7 @@ from retrieval.calibration import (
     calibrate_on,
     load_calibration,
     pseudo_queries,
+    shifts_to_try,
 )
 from retrieval.fusion import FusionMethod, fuse_scores
 from retrieval.indexer import index_text
@@ -27,30 +28,41 @@ from retrieval.search import Searcher, SearchFilter
 # ---------------------------------------------------------------- a corpus the embedder cannot read
 
 _TOPICS = (
-    "The harbour crane was repainted", "Our choir sang at the festival", "A storm flooded the low fields",
-    "The bakery doubled its bread order", "Volunteers cleaned the river bank", "The museum opened a new wing",
-    "Engineers tested the bridge cables", "The school library bought atlases", "Farmers sold apples at dawn",
-    "The orchestra tuned before the concert", "Nurses finished the night shift", "The ferry left in thick fog",
+    "The harbour crane was repainted after the winter storms", "Our choir sang at the summer festival in the park",
+    "A storm flooded the low fields along the river", "The bakery doubled its bread order for the holidays",
+    "Volunteers cleaned the river bank on Saturday morning", "The museum opened a new wing for modern sculpture",
+    "Engineers tested the bridge cables under heavy load", "The school library bought new atlases and maps",
+    "Farmers sold apples and pears at the dawn market", "The orchestra tuned their instruments before the concert",
+    "Nurses finished the night shift at the county hospital", "The ferry left the harbour in thick fog",
 )  # fmt: skip
+_SYLLABLES = ("ka", "lo", "mi", "te")
 
 
-def part_number_records(count: int = 60) -> list[Record]:
-    """Passages listing part numbers, seven each from a pool of 40 (so passages share some), after a short
-    sentence on one of twelve topics. Pseudo-queries are some of a passage's part numbers: BM25 matches them
-    exactly, while a sentence embedding reads digits poorly and ranks by the topic sentence, which says nothing
-    about the parts. Dense is weak, BM25 strong."""
+def made_up_name_records(count: int = 100) -> list[Record]:
+    """Stories of made-up names built from four syllables, each after a sentence on one of twelve real topics.
+    A pseudo-query takes some names of one sentence, and the rest of its passage names them again: BM25 matches
+    them exactly, while to a sentence embedding the names are the same few word pieces, so it ranks by the topic
+    sentence, which says nothing about them. Dense is weak, BM25 strong."""
     rng = random.Random(7)
-    pool = [str(rng.randint(1000, 9999)) for _ in range(40)]
-    return [
-        Record(f"g{i}", "", f"{_TOPICS[i % len(_TOPICS)]}. Parts {' '.join(rng.sample(pool, 7))}.")
-        for i in range(count)
-    ]
+
+    def name() -> str:
+        return "".join(rng.choice(_SYLLABLES) for _ in range(rng.choice((3, 4))))
+
+    records = []
+    for i in range(count):
+        a, b, c, d, e = (name() for _ in range(5))
+        text = (
+            f"{_TOPICS[i % len(_TOPICS)]}. The {a} {b} moved the {c} near {d} before {e} arrived. Later {b} and "
+            f"{d} praised the {a} for the {c}. Everyone in the {e} district talked about it for weeks."
+        )
+        records.append(Record(f"s{i}", "", text))
+    return records
 
 
 @pytest.fixture(scope="module")
 def weak_dense(tmp_path_factory) -> Settings:
     settings = Settings(data_dir=tmp_path_factory.mktemp("weak-dense"))
-    ingest_records(settings, part_number_records(), source="parts")
+    ingest_records(settings, made_up_name_records(), source="stories")
     return settings
 
 
@@ -64,13 +76,13 @@ def _texts(searcher: Searcher) -> list[str]:
 
 
 def test_pseudo_queries_are_a_few_words_of_one_sentence_of_their_row():
-    texts = [index_text("", "", record.text) for record in part_number_records()]
+    texts = [index_text("", "", record.text) for record in made_up_name_records()]
     queries = pseudo_queries(texts, 20)
     assert len(queries) == 20 and len({q.row for q in queries}) == 20
     for query in queries:
         words = query.text.split()
         assert 3 <= len(words) <= 8
-        assert query.sentence in texts[query.row]
+        assert query.sentence in texts[query.row] and query.sentence not in query.context
         assert all(word in query.sentence for word in words)
         assert len(words) < len(query.sentence.split())  # some words are always dropped
     assert pseudo_queries(texts, 20) == queries  # seeded
@@ -80,13 +92,13 @@ def test_calibration_leans_on_bm25_when_the_embedder_cannot_read_the_passages(we
     searcher = Searcher(weak_dense)
     calibration = load_calibration(searcher.snapshot().folder)
     assert calibration is not None, "publishing must store the version's calibration"
-    assert calibration.mrr_bm25 > calibration.mrr_dense + 0.2
-    assert calibration.dense_shift < 0
+    assert calibration.mrr_dense / calibration.mrr_bm25 < Settings().fusion_calibration_dense_ratio[0]
+    assert calibration.dense_shift < 0 and "dense is weak here" in calibration.reason
     assert calibration.mrr_calibrated > calibration.mrr_configured + Settings().fusion_calibration_margin
     fixed = FusionMethod.from_settings(weak_dense)
     shifted = searcher.fusion_for(searcher.snapshot())
     assert shifted.dense_weight < fixed.dense_weight and shifted.long_dense_weight < fixed.long_dense_weight
-    assert calibration.queries_embedded == calibration.pseudo_queries == 60  # one per passage, the setting allows 200
+    assert calibration.pseudo_queries == 100 and calibration.texts_embedded == 200  # each query and its context
     assert calibration.seconds >= calibration.embed_seconds > 0
 
 
@@ -127,7 +139,7 @@ def test_search_ranks_by_the_versions_calibrated_weights(weak_dense):
 
 def test_calibration_switched_off_stores_nothing_and_search_keeps_the_configured_weights(weak_dense, tmp_path):
     off = Settings(data_dir=tmp_path, fusion_calibration=False)
-    ingest_records(off, part_number_records(), source="parts")
+    ingest_records(off, made_up_name_records(), source="stories")
     searcher = Searcher(off)
     assert not (searcher.snapshot().folder / FILE_NAME).exists()
     assert searcher.fusion_for(searcher.snapshot()) == FusionMethod.from_settings(off)
@@ -139,10 +151,10 @@ def test_calibration_switched_off_stores_nothing_and_search_keeps_the_configured
 
 def test_a_corpus_too_small_to_calibrate_keeps_the_configured_weights(tmp_path):
     settings = Settings(data_dir=tmp_path)
-    ingest_records(settings, part_number_records(MIN_PSEUDO_QUERIES - 5), source="parts")
+    ingest_records(settings, made_up_name_records(MIN_PSEUDO_QUERIES - 5), source="stories")
     calibration = load_calibration(Searcher(settings).snapshot().folder)
     assert calibration is not None and calibration.dense_shift == 0.0
-    assert calibration.queries_embedded == 0 and "fewer than" in calibration.reason
+    assert calibration.texts_embedded == 0 and "fewer than" in calibration.reason
 
 
 # ---------------------------------------------------------------- queries BM25 gets wrong
@@ -208,13 +220,23 @@ def test_calibration_leans_on_dense_when_bm25_is_led_astray(tmp_path):
         assert not set(analyze(question)) & set(analyze(passage)), question
         row = next(row for row, text in enumerate(texts) if passage in text)
         trap = _trap(PARAPHRASED[(i + 1) % len(PARAPHRASED)][0])
-        queries.append(PseudoQuery(f"{question} {trap}", row, passage))
+        queries.append(PseudoQuery(f"{question} {trap}", row, "", texts[row]))  # no sentence to hide
     assert len(queries) >= MIN_PSEUDO_QUERIES
     calibration = calibrate_on(searcher.snapshot(), texts, queries, settings, searcher.embedder)
     assert calibration.mrr_dense > calibration.mrr_bm25 + 0.2
-    assert calibration.dense_shift > 0
+    assert calibration.dense_shift > 0 and "BM25 is weak here" in calibration.reason
     assert calibration.apply(FusionMethod.from_settings(settings)).dense_weight > 0.5
     assert calibration.mrr_calibrated > calibration.mrr_configured
+
+
+def test_the_configured_weights_stand_where_the_rankers_compare_as_on_the_dev_sets():
+    settings = Settings()
+    assert shifts_to_try(0.40, 0.45, settings)[0] == (0.0,)
+    weak_dense, reason = shifts_to_try(0.05, 0.30, settings)
+    assert 0.0 in weak_dense and max(weak_dense) == 0.0 and min(weak_dense) < 0 and "dense is weak" in reason
+    weak_bm25, reason = shifts_to_try(0.80, 0.10, settings)
+    assert 0.0 in weak_bm25 and min(weak_bm25) == 0.0 and max(weak_bm25) > 0 and "BM25 is weak" in reason
+    assert shifts_to_try(0.5, 0.0, settings)[0] == weak_bm25
 
 
 def test_a_version_written_by_an_older_penny_has_no_calibration(tmp_path):
