@@ -235,13 +235,14 @@ class Settings(BaseSettings):
     fusion_long_query_terms: int | None = Field(8, ge=1)  # queries with more analysed terms are "long"
     fusion_long_dense_weight: float | None = Field(0.25, ge=0.0, le=1.0)  # for long queries
     rrf_k: int = Field(60, ge=1)
-    # per index version, the dense weights above are shifted by what pseudo-queries drawn from the corpus at publish
-    # time favour (retrieval/calibration.py), when that beats them by more than the margin (in MRR@10)
+    # per index version, the dense weights above are shifted toward the stronger ranker when pseudo-queries drawn
+    # from the corpus at publish time find dense much weaker or stronger than BM25 (retrieval/calibration.py), and
+    # the shift beats the weights on them by more than the margin (in MRR@10) and two standard errors
     fusion_calibration: bool = True
     fusion_calibration_queries: int = Field(200, ge=1)  # pseudo-queries embedded and searched per publish
     fusion_calibration_margin: float = Field(0.01, ge=0.0, le=1.0)
     # dense's MRR@10 over BM25's on the pseudo-queries, within which the weights above stand: 0.43-0.97 on the dev
-    # sets they were chosen on (ocp slice, tatqa, sample, msmarco); outside, they are recalibrated
+    # sets (tatqa, ocp slice, sample, msmarco; eval/bench_calibration.py), 0.2 with a crippled embedder
     fusion_calibration_dense_ratio: tuple[float, float] = (0.35, 1.25)
     candidates: int = Field(50, ge=1)
 

@@ -5,7 +5,8 @@
 
 For each set: Recall@10 and MRR@10 of BM25 alone, dense alone, fusion with the fixed weights (penny.Settings) and
 with the weights calibrated on that index, the shift chosen and the weights it gives, the pseudo-queries' own
-MRR@10, how many pseudo-queries were embedded and what calibrating cost. The calibration sees only the corpus:
+MRR@10 (dense, BM25, fused before and after), how many texts calibration embedded (each pseudo-query and its
+passage without the sentence) and what it cost. The calibration sees only the corpus:
 the sets' questions and labels are used to measure it, never to make it. The "oracle" column is the best shift
 chosen *with* the labels, for scale only (what a perfect calibration of this one parameter could reach).
 
@@ -240,8 +241,9 @@ def main() -> None:
         )
     console.print(table)
     console.print(
-        "fixed = penny.Settings' weights on every set; calibrated = shifted by what the set's own pseudo-queries "
-        f"favour, when that gains more than {Settings().fusion_calibration_margin} MRR@10 on them."
+        "fixed = penny.Settings' weights on every set; calibrated = shifted toward the stronger ranker where the "
+        "set's own pseudo-queries find dense/BM25 outside PENNY_FUSION_CALIBRATION_DENSE_RATIO "
+        f"{list(Settings().fusion_calibration_dense_ratio)} and the shift gains more than the margin on them."
     )
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(figures, indent=2, default=float))
