@@ -244,6 +244,10 @@ class Settings(BaseSettings):
     # dense's MRR@10 over BM25's on the pseudo-queries, within which the weights above stand: 0.43-0.97 on the dev
     # sets (tatqa, ocp slice, sample, msmarco; eval/bench_calibration.py), 0.2 with a crippled embedder
     fusion_calibration_dense_ratio: tuple[float, float] = (0.35, 1.25)
+    # a version whose live rows differ (added or removed, summed over versions) from those of the version that measured
+    # the calibration by less than this fraction of them keeps that calibration: a small append to a big index is not
+    # made to load the whole index and search it again for a figure so few rows cannot move (0: measure every version)
+    fusion_calibration_reuse_fraction: float = Field(0.1, ge=0.0, le=1.0)
     candidates: int = Field(50, ge=1)
 
     # answering

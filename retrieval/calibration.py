@@ -12,8 +12,19 @@ is -1.5 to -2.5 where the labels' best is 0, so taking it as it is would lose th
 reliably is how strong dense is against BM25 on this corpus. Where that lies within the range measured on the dev
 sets (`fusion_calibration_dense_ratio`), the configured weights stand; outside it, the shifts toward the stronger
 ranker are tried, and the best is kept when it beats the configured weights on the pseudo-queries by more than a
-margin and two standard errors. The result is written beside the version (calibration.json) with what it cost,
-and the searcher applies it in place of the fixed weights.
+margin and two standard errors. The result is written beside the version (calibration.json,
+retrieval/calibration_store.py) with what it cost, and the searcher applies it in place of the fixed weights.
+
+Both rankings are search's own: `Searcher.candidates` over the new version as an unfiltered query of k = 10 gathers
+them (each segment's dense top, merged, never a deleted row; BM25 with corpus-wide statistics over live rows), and
+only the hidden sentence is taken out afterwards. Texts come from the catalogue, and only those of the sampled rows
+and of the candidates, so the cost is bounded by the number of pseudo-queries, not by the index: one batch of twice
+that many texts embedded, that many searches. The new version must still be loaded (every segment's dense index and
+BM25 counts, which publishing otherwise never reads), so a version whose live rows differ from those of the version
+that measured the calibration by less than PENNY_FUSION_CALIBRATION_REUSE_FRACTION of them (rows added or removed,
+summed over the versions since) keeps that calibration and loads nothing: so few rows cannot move the rankers'
+relative strength on the corpus much. Past that fraction, or under other build or fusion settings, it is measured
+again.
 
 A shift moves every dense weight (plain, numeric, long; retrieval/fusion.py) by the same amount in log-odds. Under
 convex fusion, w * dense + (1 - w) * bm25, that multiplies BM25's weight relative to dense's by exp(-shift) for
@@ -25,45 +36,51 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 
 from penny import Settings
 from retrieval.analysis import analyze
+from retrieval.calibration_store import Calibration, load_calibration, save_calibration
 from retrieval.candidates import Candidates
-from retrieval.embedder import Embedder, get_embedder
 from retrieval.fusion import FusionMethod, fuse_scores
-from retrieval.snapshot import Snapshot
+from retrieval.search import Searcher, SearchFilter, fold_duplicates
+from retrieval.snapshot import Layout, Snapshot, read_manifest, version_folder
 
 log = logging.getLogger("penny.retrieval.calibration")
 
-FILE_NAME = "calibration.json"
-FORMAT_VERSION = 1
-SEED = 20240611  # fixed: the same corpus always gets the same pseudo-queries and the same calibration
+SEED = 20240611  # fixed: the same live chunks always get the same pseudo-queries and the same calibration
 # log-odds shifts of the dense weight tried; 0 is the configured weights. -3 turns 0.7 into 0.1, +1.5 into 0.91
 SHIFTS = tuple(float(s) for s in np.round(np.arange(-3.0, 1.51, 0.5), 2))
 MIN_PSEUDO_QUERIES = 30  # fewer say too little to move off the configured weights (a handbook of six files)
 MIN_SENTENCE_WORDS = 6
 PROSE_SHARE = 0.8  # of a sentence's content words made of letters alone
 MIN_CONTEXT_WORDS = 8  # what is left of the row once the sentence is hidden must still say something
-_SPARE_ROWS = 5  # dense rows fetched beyond the depth, for those holding the sentence to leave
-_HOLDER_SEARCH = 4  # rows holding the sentence are looked for in BM25's top this many times the depth
+ROWS_PER_QUERY = 4  # rows sampled (and their texts read) per pseudo-query wanted: a corpus of tables has few sentences
 KEPT_WORDS = (3, 8)  # a pseudo-query keeps between these many content words of its sentence, like a short query
 RANK_DEPTH = 10
 # a gain must also stand this many standard errors of the per-query differences clear of zero: on 200 pseudo-queries
 # the best of ten shifts beats the configured one by ~0.01 MRR@10 by chance alone (msmarco, two seeds)
 SIGNIFICANCE = 2.0
+# what a calibration is measured under: another value of any of these measures it again rather than reuse it
+MEASURED_BUILD_STAGES = ("embedding", "bm25", "ann")
+MEASURED_SETTINGS = (
+    "fusion", "fusion_dense_weight", "fusion_normalisation", "fusion_numeric_dense_weight", "fusion_long_query_terms",
+    "fusion_long_dense_weight", "candidates", "hnsw_ef_search", "fusion_calibration_queries",
+    "fusion_calibration_margin", "fusion_calibration_dense_ratio",
+)  # fmt: skip
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _STOPWORDS = frozenset(STOPWORDS_EN)
 _EDGE_PUNCTUATION = ".,;:!?()[]{}\"'`*_|<>"
+
+# The index text (heading and text, retrieval/indexer.py's index_text) of each chunk id given, in that order.
+TextsOf = Callable[[np.ndarray], list[str]]
 
 
 @dataclass(frozen=True)
@@ -72,27 +89,6 @@ class PseudoQuery:
     row: int  # the index row it was drawn from: the one passage that answers it
     sentence: str  # the sentence it was drawn from, hidden from every row while the query is ranked ("": none)
     context: str  # the row's text without that sentence: what the row looks like to this query
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """What calibrating one index version found. `dense_shift` is what search applies; the rest says why and at
-    what cost."""
-
-    dense_shift: float
-    pseudo_queries: int
-    mrr_configured: float  # MRR@10 on the pseudo-queries with the configured weights
-    mrr_calibrated: float  # ... with the chosen shift
-    mrr_dense: float  # ... dense alone
-    mrr_bm25: float  # ... BM25 alone
-    mrr_by_shift: dict[str, float]
-    texts_embedded: int  # each pseudo-query and its row's text without the sentence
-    embed_seconds: float
-    seconds: float
-    reason: str
-
-    def apply(self, method: FusionMethod) -> FusionMethod:
-        return method.shifted(self.dense_shift)
 
 
 # ---------------------------------------------------------------- pseudo-queries
@@ -115,14 +111,21 @@ def content_words(sentence: str) -> list[str]:
     return [word for word in words if any(c.isalnum() for c in word) and word.lower() not in _STOPWORDS]
 
 
-def pseudo_queries(texts: list[str], count: int, seed: int = SEED) -> list[PseudoQuery]:
-    """Up to `count` pseudo-queries from a seeded sample of rows, at most one per row. A row gives one when some
-    sentence of it has at least MIN_SENTENCE_WORDS content words and the rest of the row MIN_CONTEXT_WORDS; the
-    query keeps a random few of that sentence's content words, in order."""
+def sample_rows(snapshot: Snapshot, count: int, seed: int = SEED) -> np.ndarray:
+    """A seeded sample of `count` live rows (all of them when fewer), drawn in chunk-id order: the same live
+    chunks give the same sample however the version's segments number them."""
+    live = np.flatnonzero(snapshot.live)
+    live = live[np.argsort(snapshot.chunk_ids[live], kind="stable")]
+    return live[np.random.default_rng(seed).permutation(len(live))[:count]]
+
+
+def pseudo_queries(texts: dict[int, str], count: int, seed: int = SEED) -> list[PseudoQuery]:
+    """Up to `count` pseudo-queries from the rows given (row -> its index text), in their order, at most one per
+    row. A row gives one when some sentence of it has at least MIN_SENTENCE_WORDS content words and the rest of
+    the row MIN_CONTEXT_WORDS; the query keeps a random few of that sentence's content words, in order."""
     rng = np.random.default_rng(seed)
     found: list[PseudoQuery] = []
-    for row in rng.permutation(len(texts))[: 4 * count]:  # bounded: a corpus of tables may have few sentences
-        text = texts[row]
+    for row, text in texts.items():
         usable = [
             (sentence, context)
             for sentence in (s.strip() for s in _SENTENCE_END.split(text))
@@ -140,62 +143,67 @@ def pseudo_queries(texts: list[str], count: int, seed: int = SEED) -> list[Pseud
     return found
 
 
-# ---------------------------------------------------------------- both rankers over the version, sentence hidden
+# ---------------------------------------------------------------- search's rankings, sentence hidden
 
 
 def hidden_sentence_candidates(
-    snapshot: Snapshot, texts: list[str], queries: list[PseudoQuery], vectors: np.ndarray, context_vectors: np.ndarray,
-    depth: int,
+    searcher: Searcher, snapshot: Snapshot, queries: list[PseudoQuery], vectors: np.ndarray,
+    context_vectors: np.ndarray, texts_of: TextsOf,
 ) -> list[Candidates]:  # fmt: skip
-    """Each query's dense and BM25 top `depth` over the whole version, both scores exact for their union (what
-    Searcher.candidates gathers for an unfiltered query), as if the query's sentence were not in the index: the
-    source row is scored on its text without it, and other rows holding the whole sentence (overlapping chunks,
-    copies) are left out. Without hiding it, a query made of the sentence's own words is an exact-match test
-    that BM25 wins on any corpus."""
-    depth = min(depth, len(snapshot))
-    _, dense_ids = snapshot.dense.search(np.ascontiguousarray(vectors, dtype=np.float32), depth + _SPARE_ROWS)
-    found = []
-    for query, vector, context_vector, ids in zip(queries, vectors, context_vectors, dense_ids, strict=True):
-        bm25_all = np.maximum(snapshot.bm25.scores(query.text), 0).astype(np.float64)
-        dense_top = np.array([snapshot.row_of_chunk[int(i)] for i in ids if i >= 0], dtype=np.int64)
-        hidden = _holding_the_sentence(query, texts, np.union1d(dense_top, _top(bm25_all, _HOLDER_SEARCH * depth)))
-        bm25_all[hidden] = 0.0
-        bm25_all[query.row] = _bm25_without_sentence(snapshot, query)
-
-        def dense_of(rows: np.ndarray, vector=vector, source=query.row, hidden_score=float(context_vector @ vector)):
-            scores = np.asarray(snapshot.vectors[rows] @ vector, dtype=np.float64)
-            scores[rows == source] = hidden_score
-            return scores
-
-        pool = np.setdiff1d(np.union1d(dense_top, [query.row]), hidden)
-        dense_rows = pool[np.argsort(-dense_of(pool), kind="stable")[:depth]]
-        bm25_rows = _top(bm25_all, depth)
-        rows = np.union1d(dense_rows, bm25_rows)
-        position = {int(row): i for i, row in enumerate(rows)}
-        found.append(
-            Candidates(
-                rows=rows,
-                dense=dense_of(rows).astype(np.float32),
-                bm25=bm25_all[rows].astype(np.float32),
-                dense_rank={position[int(row)]: rank for rank, row in enumerate(dense_rows)},
-                bm25_rank={position[int(row)]: rank for rank, row in enumerate(bm25_rows)},
-            )
-        )
-    return found
+    """Each query's candidates as search gathers them for an unfiltered query of k = RANK_DEPTH, then as if the
+    query's sentence were not in the index (`without_sentence`). The texts of every candidate are read in one
+    batch, to find the rows holding the sentence."""
+    found = [
+        searcher.candidates(snapshot, query.text, vector, RANK_DEPTH, SearchFilter())
+        for query, vector in zip(queries, vectors, strict=True)
+    ]
+    rows = np.unique(np.concatenate([c.rows for c in found] + [np.array([q.row for q in queries], dtype=np.int64)]))
+    texts = dict(zip(rows.tolist(), texts_of(snapshot.chunk_ids[rows]), strict=True))
+    depth = max(searcher.settings.candidates, 2 * RANK_DEPTH)  # what Searcher.candidates took of each ranker
+    return [
+        without_sentence(snapshot, candidates, query, texts, float(context_vector @ vector), depth)
+        for candidates, query, vector, context_vector in zip(found, queries, vectors, context_vectors, strict=True)
+    ]
 
 
-def _holding_the_sentence(query: PseudoQuery, texts: list[str], near: np.ndarray) -> np.ndarray:
-    """Rows other than the source holding the query's whole sentence, among `near`: such a row holds every query
-    word too, so it is high in BM25's ranking (or dense's) unless hundreds of rows repeat the sentence."""
-    if not query.sentence:
-        return np.zeros(0, dtype=np.int64)
-    return np.array([r for r in near if r != query.row and query.sentence in texts[r]], dtype=np.int64)
+def without_sentence(
+    snapshot: Snapshot, found: Candidates, query: PseudoQuery, texts: dict[int, str], source_dense: float, depth: int
+) -> Candidates:
+    """Search's candidates for `query` as if its sentence were not indexed: other rows holding the whole sentence
+    (overlapping chunks, copies) leave, the source row is scored on its text without it (dense: `source_dense`, its
+    context's similarity; BM25: `_bm25_without_sentence`), and each ranker's list is ranked again and cut to
+    `depth`. Without hiding it, a query made of the sentence's own words is an exact-match test that BM25 wins on
+    any corpus. A row a ranker would only have reached once the holders left is missed: it could only rank last."""
+    position = {int(row): i for i, row in enumerate(found.rows)}
+    held = {row for row in position if row != query.row and query.sentence and query.sentence in texts[row]}
+    source_bm25 = _bm25_without_sentence(snapshot, query)
+
+    def score(values: np.ndarray, source: float) -> Callable[[int], float]:
+        return lambda row: source if row == query.row else float(values[position[row]])
+
+    dense, bm25 = score(found.dense, source_dense), score(found.bm25, source_bm25)
+    dense_rows = _ranked([*_listed(found, found.dense_rank), query.row], held, dense, depth)
+    bm25_listed = _listed(found, found.bm25_rank) + ([query.row] if source_bm25 > 0 else [])
+    bm25_rows = _ranked(bm25_listed, held, bm25, depth)
+    rows = np.union1d(dense_rows, bm25_rows).astype(np.int64)
+    at = {int(row): i for i, row in enumerate(rows)}
+    return Candidates(
+        rows=rows,
+        dense=np.array([dense(int(row)) for row in rows], dtype=np.float32),
+        bm25=np.array([bm25(int(row)) for row in rows], dtype=np.float32),
+        dense_rank={at[row]: rank for rank, row in enumerate(dense_rows)},
+        bm25_rank={at[row]: rank for rank, row in enumerate(bm25_rows)},
+    )
 
 
-def _top(scores: np.ndarray, depth: int) -> np.ndarray:
-    """Positions of the `depth` highest positive scores, best first."""
-    positive = np.flatnonzero(scores > 0)
-    return positive[np.argsort(-scores[positive], kind="stable")[:depth]]
+def _listed(found: Candidates, ranks: dict[int, int]) -> list[int]:
+    """The rows one ranker returned, best first."""
+    return [int(found.rows[position]) for position in sorted(ranks, key=ranks.__getitem__)]
+
+
+def _ranked(rows: list[int], held: set[int], score: Callable[[int], float], depth: int) -> list[int]:
+    kept = list(dict.fromkeys(row for row in rows if row not in held))
+    return sorted(kept, key=lambda row: -score(row))[:depth]
 
 
 def _bm25_without_sentence(snapshot: Snapshot, query: PseudoQuery) -> float:
@@ -212,20 +220,11 @@ def _bm25_without_sentence(snapshot: Snapshot, query: PseudoQuery) -> float:
     )
 
 
-def reciprocal_rank(scores: np.ndarray, relevant: np.ndarray, keys: np.ndarray, depth: int = RANK_DEPTH) -> float:
-    """1 / rank of the first relevant candidate by score, duplicates folded by text key as search folds them."""
-    seen: set[int] = set()
-    for i in np.argsort(-scores, kind="stable"):
-        if scores[i] == -np.inf:
-            break
-        if int(keys[i]) in seen:
-            continue
-        seen.add(int(keys[i]))
-        if relevant[i]:
-            return 1.0 / len(seen)
-        if len(seen) == depth:
-            break
-    return 0.0
+def reciprocal_rank(snapshot: Snapshot, found: Candidates, scores: np.ndarray, source: int) -> float:
+    """1 / rank of the source row by score among the candidates scored above -inf, duplicates folded as search
+    folds them; 0 past RANK_DEPTH."""
+    ranked = [i for i in fold_duplicates(snapshot, found.rows, scores) if scores[i] > -np.inf][:RANK_DEPTH]
+    return next((1.0 / (rank + 1) for rank, i in enumerate(ranked) if found.rows[i] == source), 0.0)
 
 
 def _only_ranked(values: np.ndarray, ranks: dict[int, int]) -> np.ndarray:
@@ -239,43 +238,42 @@ def _only_ranked(values: np.ndarray, ranks: dict[int, int]) -> np.ndarray:
 # ---------------------------------------------------------------- calibration
 
 
-def calibrate(snapshot: Snapshot, texts: list[str], settings: Settings, embedder: Embedder) -> Calibration:
-    """Choose the dense-weight shift for this version (texts: the index text of each row, row-aligned) on
-    pseudo-queries drawn from it."""
-    return calibrate_on(snapshot, texts, pseudo_queries(texts, settings.fusion_calibration_queries), settings, embedder)
+def calibrate(searcher: Searcher, snapshot: Snapshot, texts_of: TextsOf, seed: int = SEED) -> Calibration:
+    """Choose the dense-weight shift for `snapshot` on pseudo-queries drawn from a seeded sample of its rows, under
+    the searcher's settings."""
+    count = searcher.settings.fusion_calibration_queries
+    rows = sample_rows(snapshot, ROWS_PER_QUERY * count, seed)
+    texts = dict(zip(rows.tolist(), texts_of(snapshot.chunk_ids[rows]), strict=True))
+    return calibrate_on(searcher, snapshot, pseudo_queries(texts, count, seed), texts_of)
 
 
-def calibrate_on(
-    snapshot: Snapshot, texts: list[str], queries: list[PseudoQuery], settings: Settings, embedder: Embedder
-) -> Calibration:
+def calibrate_on(searcher: Searcher, snapshot: Snapshot, queries: list[PseudoQuery], texts_of: TextsOf) -> Calibration:
     """Choose the shift that ranks the given queries' source rows best, if it beats the configured weights by more
     than the margin."""
     started = time.perf_counter()
+    settings = searcher.settings
     configured = FusionMethod.from_settings(settings)
+    measured = {"version": snapshot.version, "rows": len(snapshot), "changed_since": 0,
+                "measured_with": measured_with(settings, snapshot.manifest)}  # fmt: skip
     if len(queries) < MIN_PSEUDO_QUERIES:
-        return _unchanged(len(queries), started, f"{len(queries)} pseudo-queries, fewer than {MIN_PSEUDO_QUERIES}")
+        reason = f"{len(queries)} pseudo-queries, fewer than {MIN_PSEUDO_QUERIES}"
+        return Calibration(0.0, len(queries), 0.0, 0.0, 0.0, 0.0, {}, 0, 0.0, _since(started), reason, **measured)
     embed_started = time.perf_counter()
-    embedded = embedder.embed([q.text for q in queries] + [q.context for q in queries])
+    embedded = searcher.embedder.embed([q.text for q in queries] + [q.context for q in queries])
     embed_seconds = time.perf_counter() - embed_started
     vectors, context_vectors = embedded[: len(queries)], embedded[len(queries) :]
-    depth = max(settings.candidates, 2 * RANK_DEPTH)  # as deep as search gathers for k = 10
-    candidates = hidden_sentence_candidates(snapshot, texts, queries, vectors, context_vectors, depth)
-    sources = [found.rows == query.row for query, found in zip(queries, candidates, strict=True)]
-    keys = [snapshot.text_keys[found.rows] for found in candidates]
+    candidates = hidden_sentence_candidates(searcher, snapshot, queries, vectors, context_vectors, texts_of)
 
     def ranks(score: Callable[[PseudoQuery, Candidates], np.ndarray]) -> np.ndarray:
-        found = zip(queries, candidates, sources, keys, strict=True)
-        return np.array([reciprocal_rank(score(q, c), source, k) for q, c, source, k in found])
-
-    def mrr(score: Callable[[PseudoQuery, Candidates], np.ndarray]) -> float:
-        return float(ranks(score).mean())
+        found = zip(queries, candidates, strict=True)
+        return np.array([reciprocal_rank(snapshot, c, score(q, c), q.row) for q, c in found])
 
     per_query = {
         shift: ranks(lambda q, c, shift=shift: fuse_scores(c, configured.shifted(shift), q.text)) for shift in SHIFTS
     }
     by_shift = {shift: float(values.mean()) for shift, values in per_query.items()}
-    mrr_dense = mrr(lambda q, c: c.dense.astype(np.float64))
-    mrr_bm25 = mrr(lambda q, c: _only_ranked(c.bm25, c.bm25_rank))
+    mrr_dense = float(ranks(lambda q, c: _only_ranked(c.dense, c.dense_rank)).mean())
+    mrr_bm25 = float(ranks(lambda q, c: _only_ranked(c.bm25, c.bm25_rank)).mean())
     tried, reason = shifts_to_try(mrr_dense, mrr_bm25, settings)
     best = max(tried, key=lambda shift: (by_shift[shift], -abs(shift)))  # a tie goes to the smaller move
     gain = by_shift[best] - by_shift[0.0]
@@ -296,12 +294,13 @@ def calibrate_on(
         mrr_by_shift={f"{shift:+.1f}": round(value, 4) for shift, value in by_shift.items()},
         texts_embedded=len(embedded),
         embed_seconds=round(embed_seconds, 3),
-        seconds=round(time.perf_counter() - started, 3),
+        seconds=_since(started),
         reason=reason,
+        **measured,
     )
 
 
-def shifts_to_try(mrr_dense: float, mrr_bm25: float, settings: Settings) -> tuple[float, ...]:
+def shifts_to_try(mrr_dense: float, mrr_bm25: float, settings: Settings) -> tuple[tuple[float, ...], str]:
     """Which shifts may replace the configured weights, by how strong dense is against BM25 on the pseudo-queries.
 
     Pseudo-queries favour BM25 on every corpus (their words come from the passage's own sentence): on the dev sets
@@ -324,49 +323,63 @@ def standard_error(differences: np.ndarray) -> float:
     return float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else 0.0
 
 
-def _unchanged(count: int, started: float, reason: str) -> Calibration:
-    return Calibration(0.0, count, 0.0, 0.0, 0.0, 0.0, {}, 0, 0.0, round(time.perf_counter() - started, 3), reason)
+def measured_with(settings: Settings, manifest: dict) -> dict:
+    """The build and fusion settings a calibration of the version with `manifest` is measured under, as JSON
+    stores them (a tuple comes back a list)."""
+    build = manifest.get("build", {})
+    found = {
+        "build": {stage: build.get(stage) for stage in MEASURED_BUILD_STAGES},
+        "settings": {name: getattr(settings, name) for name in MEASURED_SETTINGS},
+    }
+    return json.loads(json.dumps(found))
 
 
-# ---------------------------------------------------------------- stored with the version
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
 
 
-def calibrate_version(settings: Settings, folder: Path, texts: list[str]) -> Calibration | None:
-    """Calibrate the version just written to `folder` and store the result there; None when calibration is
-    off or does not apply (reciprocal rank fusion has no weight to calibrate, an empty index nothing to rank)."""
-    if not settings.fusion_calibration or settings.fusion != "convex" or not texts:
+# ---------------------------------------------------------------- at publish
+
+
+def calibrate_version(
+    settings: Settings, version: int, live_chunks: np.ndarray, previous: Layout | None, texts_of: TextsOf
+) -> Calibration | None:
+    """Calibrate version `version` just written (its live chunk ids `live_chunks`; `previous`: the live version it
+    replaces) and store the result beside it, or keep the previous version's calibration when it still holds
+    (`reusable`). None when calibration is off or does not apply (reciprocal rank fusion has no weight to
+    calibrate, an empty index nothing to rank)."""
+    if not settings.fusion_calibration or settings.fusion != "convex" or not len(live_chunks):
         return None
-    calibration = calibrate(Snapshot(folder, settings), texts, settings, get_embedder(settings))
+    folder = version_folder(settings, version)
+    manifest = read_manifest(settings, version) or {}
+    earlier = reusable(settings, manifest, live_chunks, previous)
+    if earlier is not None:
+        calibration = earlier
+    else:
+        from_scratch = Searcher(settings)
+        calibration = calibrate(from_scratch, Snapshot(folder, settings), texts_of)
     save_calibration(folder, calibration)
     log.info(
-        "fusion calibration of %s: dense shift %+.1f (%s); %d texts embedded in %.2fs, %.2fs in all",
-        folder.name, calibration.dense_shift, calibration.reason, calibration.texts_embedded,
+        "fusion calibration of v%d: dense shift %+.1f (%s), measured on v%d; %d texts embedded in %.2fs, %.2fs in all",
+        version, calibration.dense_shift, calibration.reason, calibration.version, calibration.texts_embedded,
         calibration.embed_seconds, calibration.seconds,
     )  # fmt: skip
     return calibration
 
 
-def save_calibration(folder: Path, calibration: Calibration) -> None:
-    """Written under a temporary name and renamed: a reader sees the whole file or none (the configured weights)."""
-    staging = folder / f".{FILE_NAME}.tmp"
-    staging.write_text(json.dumps({"format": FORMAT_VERSION, **asdict(calibration)}, indent=2))
-    os.replace(staging, folder / FILE_NAME)
-
-
-def load_calibration(folder: Path) -> Calibration | None:
-    """The version's calibration, or None when it has none (calibration was off, or an older Penny wrote it)."""
-    path = folder / FILE_NAME
-    if not path.exists():
+def reusable(
+    settings: Settings, manifest: dict, live_chunks: np.ndarray, previous: Layout | None
+) -> Calibration | None:
+    """The previous version's calibration, its changed rows counted, when the new version may keep it: measured
+    under the same build and fusion settings, and the live rows added or removed since the version that measured
+    it fewer than PENNY_FUSION_CALIBRATION_REUSE_FRACTION of that version's rows."""
+    if previous is None:
         return None
-    data = json.loads(path.read_text())
-    if data.pop("format", None) != FORMAT_VERSION or set(data) != {field.name for field in fields(Calibration)}:
-        return None  # another format: search keeps the configured weights rather than guess
-    return Calibration(**data)
-
-
-def fusion_for_version(settings: Settings, folder: Path) -> FusionMethod:
-    """The fusion search uses on the version in `folder`: the configured one, shifted by the version's
-    calibration unless calibration is switched off."""
-    method = FusionMethod.from_settings(settings)
-    calibration = load_calibration(folder) if settings.fusion_calibration and method.kind == "convex" else None
-    return calibration.apply(method) if calibration else method
+    earlier = load_calibration(version_folder(settings, previous.manifest["version"]))
+    if earlier is None or earlier.measured_with != measured_with(settings, manifest):
+        return None
+    held = np.concatenate(previous.chunk_ids) if previous.chunk_ids else np.zeros(0, dtype=np.int64)
+    changed = earlier.changed_since + len(np.setxor1d(np.setdiff1d(held, previous.deleted), live_chunks))
+    if changed >= settings.fusion_calibration_reuse_fraction * earlier.rows:
+        return None
+    return replace(earlier, changed_since=changed)

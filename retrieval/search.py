@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from penny import BadInput, IndexUnavailable, Passage, SearchResult, Settings
-from retrieval.calibration import fusion_for_version
+from retrieval.calibration_store import fusion_for_version
 from retrieval.candidates import Candidates
 from retrieval.catalogue import ChunkRow, Document, live_version, open_catalogue
 from retrieval.confidence import ConfidenceModel, features_from_candidates

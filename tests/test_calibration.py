@@ -8,21 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.pipeline import Record, ingest_records
+from ingest.records import Record, ingest_records
 from penny import Settings
 from retrieval.analysis import analyze
 from retrieval.calibration import (
-    FILE_NAME,
     MIN_PSEUDO_QUERIES,
     PseudoQuery,
     calibrate,
     calibrate_on,
-    load_calibration,
     pseudo_queries,
     shifts_to_try,
 )
+from retrieval.calibration_store import FILE_NAME, Calibration, load_calibration
+from retrieval.catalogue import open_catalogue
 from retrieval.fusion import FusionMethod, fuse_scores
-from retrieval.indexer import index_text
+from retrieval.indexer import chunk_texts, index_text
 from retrieval.search import Searcher, SearchFilter
 
 # ---------------------------------------------------------------- a corpus the embedder cannot read
@@ -66,17 +66,30 @@ def weak_dense(tmp_path_factory) -> Settings:
     return settings
 
 
-def _texts(searcher: Searcher) -> list[str]:
-    """Each row's index text (heading and text) in row order, read back from the catalogue."""
+def _texts_of(settings: Settings):
+    """Chunk ids -> their index texts, read from the committed catalogue as publishing reads its own session."""
+
+    def texts_of(chunk_ids: np.ndarray) -> list[str]:
+        with open_catalogue(settings)() as session:
+            return chunk_texts(session, chunk_ids)
+
+    return texts_of
+
+
+def _texts(searcher: Searcher) -> dict[int, str]:
+    """Each live row's index text (heading and text), by row."""
     snapshot = searcher.snapshot()
-    return [
-        index_text(passage.title, passage.section, passage.text)
-        for passage in searcher._load_chunks(snapshot, [int(i) for i in snapshot.chunk_ids]).values()
-    ]
+    rows = np.flatnonzero(snapshot.live)
+    return dict(zip(rows.tolist(), _texts_of(searcher.settings)(snapshot.chunk_ids[rows]), strict=True))
+
+
+def _calibrate(settings: Settings) -> Calibration:
+    searcher = Searcher(settings)
+    return calibrate(searcher, searcher.snapshot(), _texts_of(settings))
 
 
 def test_pseudo_queries_are_a_few_words_of_one_sentence_of_their_row():
-    texts = [index_text("", "", record.text) for record in made_up_name_records()]
+    texts = {row: index_text("", "", record.text) for row, record in enumerate(made_up_name_records())}
     queries = pseudo_queries(texts, 20)
     assert len(queries) == 20 and len({q.row for q in queries}) == 20
     for query in queries:
@@ -104,17 +117,13 @@ def test_calibration_leans_on_bm25_when_the_embedder_cannot_read_the_passages(we
 
 def test_calibration_is_deterministic(weak_dense):
     searcher = Searcher(weak_dense)
-    texts = _texts(searcher)
-    first = calibrate(searcher.snapshot(), texts, weak_dense, searcher.embedder)
-    second = calibrate(searcher.snapshot(), texts, weak_dense, searcher.embedder)
+    first, second = _calibrate(weak_dense), _calibrate(weak_dense)
     assert first.dense_shift == second.dense_shift and first.mrr_by_shift == second.mrr_by_shift
     assert first.dense_shift == load_calibration(searcher.snapshot().folder).dense_shift
 
 
 def test_a_gain_within_the_margin_keeps_the_configured_weights(weak_dense):
-    searcher = Searcher(weak_dense)
-    strict = weak_dense.model_copy(update={"fusion_calibration_margin": 0.99})
-    calibration = calibrate(searcher.snapshot(), _texts(searcher), strict, searcher.embedder)
+    calibration = _calibrate(weak_dense.model_copy(update={"fusion_calibration_margin": 0.99}))
     assert calibration.dense_shift == 0.0 and "within the margin" in calibration.reason
     assert max(calibration.mrr_by_shift.values()) > calibration.mrr_configured  # a gain there was, just too small
 
@@ -128,11 +137,11 @@ def test_search_ranks_by_the_versions_calibrated_weights(weak_dense):
     query = pseudo_queries(_texts(searcher), 1)[0].text
     result = searcher.search(query, k=5)
     candidates = searcher.candidates(snapshot, query, result.query_vector, 5, SearchFilter())
-    by_row = {int(row): i for i, row in enumerate(candidates.rows)}
+    by_chunk = {int(snapshot.chunk_ids[row]): i for i, row in enumerate(candidates.rows)}
     expected = fuse_scores(candidates, calibrated, query)
     unshifted = fuse_scores(candidates, fixed, query)
     for passage in result.passages:
-        position = by_row[snapshot.row_of_chunk[passage.chunk.id]]
+        position = by_chunk[passage.chunk.id]
         assert passage.score == pytest.approx(expected[position])
     assert not np.allclose(expected, unshifted)
 
@@ -218,11 +227,11 @@ def test_calibration_leans_on_dense_when_bm25_is_led_astray(tmp_path):
     queries = []
     for i, (passage, question) in enumerate(PARAPHRASED):
         assert not set(analyze(question)) & set(analyze(passage)), question
-        row = next(row for row, text in enumerate(texts) if passage in text)
+        row = next(row for row, text in texts.items() if passage in text)
         trap = _trap(PARAPHRASED[(i + 1) % len(PARAPHRASED)][0])
         queries.append(PseudoQuery(f"{question} {trap}", row, "", texts[row]))  # no sentence to hide
     assert len(queries) >= MIN_PSEUDO_QUERIES
-    calibration = calibrate_on(searcher.snapshot(), texts, queries, settings, searcher.embedder)
+    calibration = calibrate_on(searcher, searcher.snapshot(), queries, _texts_of(settings))
     assert calibration.mrr_dense > calibration.mrr_bm25 + 0.2
     assert calibration.dense_shift > 0 and "BM25 is weak here" in calibration.reason
     assert calibration.apply(FusionMethod.from_settings(settings)).dense_weight > 0.5
