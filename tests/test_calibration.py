@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,25 +17,32 @@ from retrieval.calibration import (
     PseudoQuery,
     calibrate,
     calibrate_on,
+    hidden_sentence_candidates,
     pseudo_queries,
     shifts_to_try,
 )
 from retrieval.calibration_store import FILE_NAME, Calibration, load_calibration
 from retrieval.catalogue import open_catalogue
 from retrieval.fusion import FusionMethod, fuse_scores
-from retrieval.indexer import chunk_texts, index_text
+from retrieval.indexer import chunk_texts, compact, index_text
 from retrieval.search import Searcher, SearchFilter
 
 # ---------------------------------------------------------------- a corpus the embedder cannot read
 
 _TOPICS = (
-    "The harbour crane was repainted after the winter storms", "Our choir sang at the summer festival in the park",
-    "A storm flooded the low fields along the river", "The bakery doubled its bread order for the holidays",
-    "Volunteers cleaned the river bank on Saturday morning", "The museum opened a new wing for modern sculpture",
-    "Engineers tested the bridge cables under heavy load", "The school library bought new atlases and maps",
-    "Farmers sold apples and pears at the dawn market", "The orchestra tuned their instruments before the concert",
-    "Nurses finished the night shift at the county hospital", "The ferry left the harbour in thick fog",
-)  # fmt: skip
+    "The harbour crane was repainted after the winter storms",
+    "Our choir sang at the summer festival in the park",
+    "A storm flooded the low fields along the river",
+    "The bakery doubled its bread order for the holidays",
+    "Volunteers cleaned the river bank on Saturday morning",
+    "The museum opened a new wing for modern sculpture",
+    "Engineers tested the bridge cables under heavy load",
+    "The school library bought new atlases and maps",
+    "Farmers sold apples and pears at the dawn market",
+    "The orchestra tuned their instruments before the concert",
+    "Nurses finished the night shift at the county hospital",
+    "The ferry left the harbour in thick fog",
+)
 _SYLLABLES = ("ka", "lo", "mi", "te")
 
 
@@ -166,12 +174,65 @@ def test_a_corpus_too_small_to_calibrate_keeps_the_configured_weights(tmp_path):
     assert calibration.texts_embedded == 0 and "fewer than" in calibration.reason
 
 
+# ---------------------------------------------------------------- versions grown by segments
+
+
+def test_a_small_append_keeps_the_calibration_and_a_larger_one_measures_it_again(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    records = made_up_name_records(120)
+    ingest_records(settings, records[:100], source="stories")
+    first = load_calibration(Searcher(settings).snapshot().folder)
+    ingest_records(settings, records[:105], source="stories")  # 5 rows: under a tenth of the 100 measured
+    kept = load_calibration(Searcher(settings).snapshot().folder)
+    assert kept == replace(first, changed_since=5)  # nothing measured, nothing embedded again
+    ingest_records(settings, records[:111], source="stories")  # 11 rows since the measured version: past a tenth
+    snapshot = Searcher(settings).snapshot()
+    measured = load_calibration(snapshot.folder)
+    assert measured.version == snapshot.version > first.version and measured.changed_since == 0
+    assert measured.rows == 111 and measured.texts_embedded == 2 * measured.pseudo_queries
+
+
+def test_calibration_ranks_only_live_rows_of_every_segment_as_a_compacted_index_does(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    records = made_up_name_records(120)
+    ingest_records(settings, records[:100], source="stories")
+    ingest_records(settings, records[20:], source="stories")  # 20 removed, 20 added: two segments, 20 rows deleted
+    searcher = Searcher(settings)
+    grown = searcher.snapshot()
+    assert len(grown.segments) == 2 and int((~grown.live).sum()) == 20
+    stored = load_calibration(grown.folder)
+    assert stored.version == grown.version and stored.rows == 100  # 40 rows changed: measured again
+    queries = pseudo_queries(_texts(searcher), 100)
+    vectors = searcher.embedder.embed([q.text for q in queries])
+    contexts = searcher.embedder.embed([q.context for q in queries])
+    found = hidden_sentence_candidates(searcher, grown, queries, vectors, contexts, _texts_of(settings))
+    texts = _texts(searcher)
+    assert all(grown.live[c.rows].all() for c in found)
+    for query, candidates, vector, context in zip(queries, found, vectors, contexts, strict=True):
+        holders = [row for row in candidates.rows if query.sentence in texts[int(row)]]
+        assert holders in ([], [query.row])  # only the source, and scored as if the sentence were not there
+        if holders:
+            source = int(np.flatnonzero(candidates.rows == query.row)[0])
+            assert candidates.dense[source] == pytest.approx(float(context @ vector), abs=1e-5)
+    compacted_version = compact(settings)
+    compacted = Searcher(settings).snapshot()
+    assert compacted.version == compacted_version and len(compacted.segments) == 1
+    assert load_calibration(compacted.folder) == stored  # the same live rows: the calibration is kept
+    again = _calibrate(settings)
+    assert again.pseudo_queries == stored.pseudo_queries
+    assert again.mrr_dense == pytest.approx(stored.mrr_dense, abs=0.02)
+    assert again.mrr_bm25 == pytest.approx(stored.mrr_bm25, abs=0.02)
+    assert again.dense_shift == stored.dense_shift
+
+
 # ---------------------------------------------------------------- queries BM25 gets wrong
 
 # Each passage with a question that asks for it in other words: no term in common with its own passage.
 PARAPHRASED = [
-    ("Annual leave requests must be approved by your line manager before booking flights.",
-     "who signs off on holiday time"),
+    (
+        "Annual leave requests must be approved by your line manager before booking flights.",
+        "who signs off on holiday time",
+    ),
     ("The cafeteria serves vegetarian lunches between noon and two o'clock.", "when can I eat a meat-free midday meal"),
     ("Laptops are replaced every three years by the IT department.", "how often do we get new notebook computers"),
     ("Parking permits for the basement garage cost forty pounds per month.", "price of a car space underground"),
@@ -179,14 +240,20 @@ PARAPHRASED = [
     ("Expense claims need original receipts scanned into the finance portal.", "what proof of spending must I upload"),
     ("New starters receive a welcome pack with a badge and a laptop bag.", "what do recruits get on day one"),
     ("The gym on the fourth floor opens at six in the morning.", "how early can I exercise at the fitness room"),
-    ("Printer toner cartridges are ordered through the stationery catalogue.",
-     "where do I request ink for copying machines"),
+    (
+        "Printer toner cartridges are ordered through the stationery catalogue.",
+        "where do I request ink for copying machines",
+    ),
     ("Remote employees may claim a monthly internet allowance of twenty euros.", "home workers broadband subsidy"),
-    ("Passwords expire after ninety days and must contain twelve characters.",
-     "how long until my login secret has to change"),
+    (
+        "Passwords expire after ninety days and must contain twelve characters.",
+        "how long until my login secret has to change",
+    ),
     ("Maternity pay covers thirty-nine weeks at the statutory rate.", "paid time off after having a baby"),
-    ("Visitors sign the guest register at reception and wear a red lanyard.",
-     "what do people from outside the company do when they arrive"),
+    (
+        "Visitors sign the guest register at reception and wear a red lanyard.",
+        "what do people from outside the company do when they arrive",
+    ),
     ("The pension scheme matches contributions up to five percent of salary.", "retirement savings the employer adds"),
     ("Bicycle racks are located beside the north entrance.", "where can I leave my bike"),
     ("Overtime is paid at one and a half times the hourly wage.", "extra shifts late evenings compensation"),
@@ -196,8 +263,10 @@ PARAPHRASED = [
     ("Conference rooms are reserved through the online calendar.", "how to book a meeting space"),
     ("Company cars must be refuelled before they are returned to the pool.", "fill up the shared vehicle with petrol"),
     ("Software licences are audited twice a year by procurement.", "how often are program subscriptions checked"),
-    ("Travel insurance covers lost luggage and medical emergencies abroad.",
-     "protection for missing suitcases overseas"),
+    (
+        "Travel insurance covers lost luggage and medical emergencies abroad.",
+        "protection for missing suitcases overseas",
+    ),
     ("Desk plants are watered by the facilities team on Fridays.", "who looks after office greenery"),
     ("Jury service leave is granted with full pay.", "court duty absence salary"),
     ("The staff newsletter is emailed on the last day of every month.", "internal bulletin publication schedule"),
@@ -206,9 +275,11 @@ PARAPHRASED = [
     ("Lockers in the changing area require a personal padlock.", "storage cupboard security for clothes"),
     ("Interns are mentored by a senior engineer for six months.", "who guides trainees during placement"),
     ("Coffee machines are descaled weekly by the cleaning contractor.", "maintenance of espresso equipment"),
-    ("Whistleblowing reports can be submitted anonymously to the ethics hotline.",
-     "confidential channel to raise misconduct"),
-]  # fmt: skip
+    (
+        "Whistleblowing reports can be submitted anonymously to the ethics hotline.",
+        "confidential channel to raise misconduct",
+    ),
+]
 
 
 def _trap(passage: str) -> str:
