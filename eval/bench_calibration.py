@@ -151,9 +151,7 @@ def measure(devset: DevSet, pseudo_queries: int) -> Measured:
 
 def oracle_shift(measured: Measured, fixed: FusionMethod) -> tuple[float, dict[str, float]]:
     """The shift the labels themselves prefer (mean of R@10 and MRR@10): a ceiling, not a method."""
-    scores = {
-        shift: evaluate(measured.devset, measured.runs, fused(fixed.shifted(shift))) for shift in SHIFTS
-    }  # fmt: skip
+    scores = {shift: evaluate(measured.devset, measured.runs, fused(fixed.shifted(shift))) for shift in SHIFTS}
     best = max(SHIFTS, key=lambda s: (scores[s]["R@10"] + scores[s]["MRR@10"], -abs(s)))
     return best, scores[best]
 
@@ -200,10 +198,22 @@ def main() -> None:
         parser.error(f"unknown set {', '.join(unknown)}; choose among {', '.join(SET_NAMES)}")
 
     table = Table(
-        "set", "chunks", "queries", "BM25", "dense", "fixed", "calibrated", "Δ MRR", "shift → dense weights",
-        "pseudo-q MRR dense|BM25|fixed→cal.", "embedded", "embed s", "calib. s", "oracle shift: R@10 / MRR",
+        "set",
+        "chunks",
+        "queries",
+        "BM25",
+        "dense",
+        "fixed",
+        "calibrated",
+        "Δ MRR",
+        "shift → dense weights",
+        "pseudo-q MRR dense|BM25|fixed→cal.",
+        "embedded",
+        "embed s",
+        "calib. s",
+        "oracle shift: R@10 / MRR",
         title="Recall@10 / MRR@10: fixed fusion weights against per-index calibration (no labels)",
-    )  # fmt: skip
+    )
     figures = {}
     for devset in build_sets(names, args):
         started = time.perf_counter()
@@ -219,20 +229,29 @@ def main() -> None:
         }
         best, oracle = oracle_shift(measured, fixed)
         table.add_row(
-            devset.name, str(measured.chunks), str(len(measured.runs)), *(pair(results[k]) for k in results),
+            devset.name,
+            str(measured.chunks),
+            str(len(measured.runs)),
+            *(pair(results[k]) for k in results),
             f"{results['calibrated']['MRR@10'] - results['fixed']['MRR@10']:+.3f}",
             f"{calibration.dense_shift:+.1f} → {weights(calibrated)}",
             f"{calibration.mrr_dense:.3f} | {calibration.mrr_bm25:.3f} | "
             f"{calibration.mrr_configured:.3f}→{calibration.mrr_calibrated:.3f}",
-            str(calibration.texts_embedded), f"{calibration.embed_seconds:.2f}", f"{calibration.seconds:.2f}",
+            str(calibration.texts_embedded),
+            f"{calibration.embed_seconds:.2f}",
+            f"{calibration.seconds:.2f}",
             f"{best:+.1f}: {pair(oracle)}",
-        )  # fmt: skip
+        )
         stored = measured.stored
         agree = search_agrees(measured, calibrated, args.check_search)
         figures[devset.name] = {
-            **results, "calibration": calibration.__dict__, "oracle_shift": best, "oracle": oracle,
-            "stored_shift": None if stored is None else stored.dense_shift, "search_agrees": agree,
-        }  # fmt: skip
+            **results,
+            "calibration": calibration.__dict__,
+            "oracle_shift": best,
+            "oracle": oracle,
+            "stored_shift": None if stored is None else stored.dense_shift,
+            "search_agrees": agree,
+        }
         console.print(
             f"{devset.name}: {calibration.reason}. Stored with the version when published: "
             f"{'none' if stored is None else f'shift {stored.dense_shift:+.1f}'}; Searcher.search equals the "

@@ -70,10 +70,18 @@ SIGNIFICANCE = 2.0
 # what a calibration is measured under: another value of any of these measures it again rather than reuse it
 MEASURED_BUILD_STAGES = ("embedding", "bm25", "ann")
 MEASURED_SETTINGS = (
-    "fusion", "fusion_dense_weight", "fusion_normalisation", "fusion_numeric_dense_weight", "fusion_long_query_terms",
-    "fusion_long_dense_weight", "candidates", "hnsw_ef_search", "fusion_calibration_queries",
-    "fusion_calibration_margin", "fusion_calibration_dense_ratio",
-)  # fmt: skip
+    "fusion",
+    "fusion_dense_weight",
+    "fusion_normalisation",
+    "fusion_numeric_dense_weight",
+    "fusion_long_query_terms",
+    "fusion_long_dense_weight",
+    "candidates",
+    "hnsw_ef_search",
+    "fusion_calibration_queries",
+    "fusion_calibration_margin",
+    "fusion_calibration_dense_ratio",
+)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _STOPWORDS = frozenset(STOPWORDS_EN)
@@ -147,9 +155,13 @@ def pseudo_queries(texts: dict[int, str], count: int, seed: int = SEED) -> list[
 
 
 def hidden_sentence_candidates(
-    searcher: Searcher, snapshot: Snapshot, queries: list[PseudoQuery], vectors: np.ndarray,
-    context_vectors: np.ndarray, texts_of: TextsOf,
-) -> list[Candidates]:  # fmt: skip
+    searcher: Searcher,
+    snapshot: Snapshot,
+    queries: list[PseudoQuery],
+    vectors: np.ndarray,
+    context_vectors: np.ndarray,
+    texts_of: TextsOf,
+) -> list[Candidates]:
     """Each query's candidates as search gathers them for an unfiltered query of k = RANK_DEPTH, then as if the
     query's sentence were not in the index (`without_sentence`). The texts of every candidate are read in one
     batch, to find the rows holding the sentence."""
@@ -253,8 +265,12 @@ def calibrate_on(searcher: Searcher, snapshot: Snapshot, queries: list[PseudoQue
     started = time.perf_counter()
     settings = searcher.settings
     configured = FusionMethod.from_settings(settings)
-    measured = {"version": snapshot.version, "rows": len(snapshot), "changed_since": 0,
-                "measured_with": measured_with(settings, snapshot.manifest)}  # fmt: skip
+    measured = {
+        "version": snapshot.version,
+        "rows": len(snapshot),
+        "changed_since": 0,
+        "measured_with": measured_with(settings, snapshot.manifest),
+    }
     if len(queries) < MIN_PSEUDO_QUERIES:
         reason = f"{len(queries)} pseudo-queries, fewer than {MIN_PSEUDO_QUERIES}"
         return Calibration(0.0, len(queries), 0.0, 0.0, 0.0, 0.0, {}, 0, 0.0, _since(started), reason, **measured)
@@ -361,9 +377,14 @@ def calibrate_version(
     save_calibration(folder, calibration)
     log.info(
         "fusion calibration of v%d: dense shift %+.1f (%s), measured on v%d; %d texts embedded in %.2fs, %.2fs in all",
-        version, calibration.dense_shift, calibration.reason, calibration.version, calibration.texts_embedded,
-        calibration.embed_seconds, calibration.seconds,
-    )  # fmt: skip
+        version,
+        calibration.dense_shift,
+        calibration.reason,
+        calibration.version,
+        calibration.texts_embedded,
+        calibration.embed_seconds,
+        calibration.seconds,
+    )
     return calibration
 
 
