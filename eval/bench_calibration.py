@@ -34,11 +34,15 @@ from rich.table import Table
 from eval.bench_retrieval import bm25_only, dense_only, evaluate, fused
 from eval.datasets import REPO_ROOT, Dataset, Query, load_beir, shared_data_dir
 from eval.retrieval_devsets import CACHE, OCP_GUIDES, DevSet, ingest_beir, ingest_ocp_slice, settings_for
-from eval.retrieval_runs import QueryRun, collect_cached, ranked_positions, row_info
-from ingest.pipeline import IngestRequest, ingest, ingest_records
+from eval.retrieval_runs import QueryRun, collect_cached, ranked_positions
+from ingest.pipeline import IngestRequest, ingest
+from ingest.records import ingest_records
 from penny import Settings
-from retrieval.calibration import SHIFTS, Calibration, calibrate, load_calibration, save_calibration
+from retrieval.calibration import SHIFTS, calibrate
+from retrieval.calibration_store import Calibration, load_calibration, save_calibration
+from retrieval.catalogue import open_catalogue
 from retrieval.fusion import FusionMethod, fuse_scores
+from retrieval.indexer import chunk_texts
 from retrieval.model_files import resolve_model_path
 from retrieval.search import Searcher
 
@@ -136,9 +140,8 @@ def measure(devset: DevSet, pseudo_queries: int) -> Measured:
     settings = devset.settings.model_copy(update={"fusion_calibration_queries": pseudo_queries})
     searcher = Searcher(settings)
     snapshot = searcher.snapshot()
-    info = row_info(devset, searcher)  # each row's heading and text, joined as retrieval/indexer.py's index_text
-    texts = [f"{title}\n{text}" for title, text in zip(info.titles, info.texts, strict=True)]
-    calibration = calibrate(snapshot, texts, settings, searcher.embedder)
+    with open_catalogue(settings)() as session:  # the texts of the sampled and candidate rows, as publishing reads them
+        calibration = calibrate(searcher, snapshot, lambda chunk_ids: chunk_texts(session, chunk_ids))
     stored = load_calibration(snapshot.folder)
     if stored is None or stored.dense_shift != calibration.dense_shift:
         # a cached dev-set version published before this calibration (or with other settings): bring it up to date,
