@@ -368,23 +368,28 @@ def calibrate_version(
         return None
     folder = version_folder(settings, version)
     manifest = read_manifest(settings, version) or {}
-    earlier = reusable(settings, manifest, live_chunks, previous)
-    if earlier is not None:
-        calibration = earlier
+    calibration = reusable(settings, manifest, live_chunks, previous)
+    if calibration is not None:
+        log.info(
+            "fusion calibration of v%d: v%d's kept, dense shift %+.1f (%d live rows changed since, of %d)",
+            version,
+            calibration.version,
+            calibration.dense_shift,
+            calibration.changed_since,
+            calibration.rows,
+        )
     else:
-        from_scratch = Searcher(settings)
-        calibration = calibrate(from_scratch, Snapshot(folder, settings), texts_of)
+        calibration = calibrate(Searcher(settings), Snapshot(folder, settings), texts_of)
+        log.info(
+            "fusion calibration of v%d: dense shift %+.1f (%s); %d texts embedded in %.2fs, %.2fs in all",
+            version,
+            calibration.dense_shift,
+            calibration.reason,
+            calibration.texts_embedded,
+            calibration.embed_seconds,
+            calibration.seconds,
+        )
     save_calibration(folder, calibration)
-    log.info(
-        "fusion calibration of v%d: dense shift %+.1f (%s), measured on v%d; %d texts embedded in %.2fs, %.2fs in all",
-        version,
-        calibration.dense_shift,
-        calibration.reason,
-        calibration.version,
-        calibration.texts_embedded,
-        calibration.embed_seconds,
-        calibration.seconds,
-    )
     return calibration
 
 
