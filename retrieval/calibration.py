@@ -119,19 +119,19 @@ def content_words(sentence: str) -> list[str]:
     return [word for word in words if any(c.isalnum() for c in word) and word.lower() not in _STOPWORDS]
 
 
-def sample_rows(snapshot: Snapshot, count: int, seed: int = SEED) -> np.ndarray:
-    """A seeded sample of `count` live rows (all of them when fewer), drawn in chunk-id order: the same live
+def sample_rows(snapshot: Snapshot, count: int, rng: np.random.Generator) -> np.ndarray:
+    """A random sample of `count` live rows (all of them when fewer), drawn in chunk-id order: the same live
     chunks give the same sample however the version's segments number them."""
     live = np.flatnonzero(snapshot.live)
     live = live[np.argsort(snapshot.chunk_ids[live], kind="stable")]
-    return live[np.random.default_rng(seed).permutation(len(live))[:count]]
+    return live[rng.permutation(len(live))[:count]]
 
 
-def pseudo_queries(texts: dict[int, str], count: int, seed: int = SEED) -> list[PseudoQuery]:
+def pseudo_queries(texts: dict[int, str], count: int, rng: np.random.Generator | int = SEED) -> list[PseudoQuery]:
     """Up to `count` pseudo-queries from the rows given (row -> its index text), in their order, at most one per
     row. A row gives one when some sentence of it has at least MIN_SENTENCE_WORDS content words and the rest of
     the row MIN_CONTEXT_WORDS; the query keeps a random few of that sentence's content words, in order."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(rng)
     found: list[PseudoQuery] = []
     for row, text in texts.items():
         usable = [
@@ -254,9 +254,12 @@ def calibrate(searcher: Searcher, snapshot: Snapshot, texts_of: TextsOf, seed: i
     """Choose the dense-weight shift for `snapshot` on pseudo-queries drawn from a seeded sample of its rows, under
     the searcher's settings."""
     count = searcher.settings.fusion_calibration_queries
-    rows = sample_rows(snapshot, ROWS_PER_QUERY * count, seed)
+    # one stream for the sample and the words kept: on a version of one segment without deletions these are the
+    # pseudo-queries the dev-set measurements behind PENNY_FUSION_CALIBRATION_DENSE_RATIO were made with
+    rng = np.random.default_rng(seed)
+    rows = sample_rows(snapshot, ROWS_PER_QUERY * count, rng)
     texts = dict(zip(rows.tolist(), texts_of(snapshot.chunk_ids[rows]), strict=True))
-    return calibrate_on(searcher, snapshot, pseudo_queries(texts, count, seed), texts_of)
+    return calibrate_on(searcher, snapshot, pseudo_queries(texts, count, rng), texts_of)
 
 
 def calibrate_on(searcher: Searcher, snapshot: Snapshot, queries: list[PseudoQuery], texts_of: TextsOf) -> Calibration:
