@@ -6,7 +6,9 @@
 For each set: Recall@10 and MRR@10 of BM25 alone, dense alone, fusion with the fixed weights (penny.Settings) and
 with the weights calibrated on that index, the shift chosen and the weights it gives, the pseudo-queries' own
 MRR@10 (dense, BM25, fused before and after), how many texts calibration embedded (each pseudo-query and its
-passage without the sentence) and what it cost. The calibration sees only the corpus:
+passage without the sentence) and what it cost; then what publishing a small append (--append records) to a copy
+of each index costs with the live version's calibration kept (PENNY_FUSION_CALIBRATION_REUSE_FRACTION) and with it
+measured again. The calibration sees only the corpus:
 the sets' questions and labels are used to measure it, never to make it. The "oracle" column is the best shift
 chosen *with* the labels, for scale only (what a perfect calibration of this one parameter could reach).
 
@@ -36,7 +38,7 @@ from eval.datasets import REPO_ROOT, Dataset, Query, load_beir, shared_data_dir
 from eval.retrieval_devsets import CACHE, OCP_GUIDES, DevSet, ingest_beir, ingest_ocp_slice, settings_for
 from eval.retrieval_runs import QueryRun, collect_cached, ranked_positions
 from ingest.pipeline import IngestRequest, ingest
-from ingest.records import ingest_records
+from ingest.records import Record, ingest_records
 from penny import Settings
 from retrieval.calibration import SHIFTS, calibrate
 from retrieval.calibration_store import Calibration, load_calibration, save_calibration
@@ -171,6 +173,28 @@ def search_agrees(measured: Measured, method: FusionMethod, sample: int) -> floa
     return same / max(1, len(runs))
 
 
+def append_cost(devset: DevSet, records: int) -> dict[str, float]:
+    """Seconds to publish a small append (`records` short records) to a copy of the set's index, with the live
+    version's calibration kept (the default reuse fraction) and measured again (fraction 0)."""
+    seconds = {}
+    for label, fraction in (("kept", devset.settings.fusion_calibration_reuse_fraction), ("measured", 0.0)):
+        folder = CACHE / f"append-{devset.settings.data_dir.name}"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(devset.settings.data_dir, folder)
+        settings = devset.settings.model_copy(
+            update={"data_dir": folder, "fusion_calibration_reuse_fraction": fraction}
+        )
+        added = [
+            Record(
+                f"append-{i}", "", f"Note {i} of the append: the team reviewed the schedule and the open items again."
+            )
+            for i in range(records)
+        ]
+        seconds[label] = ingest_records(settings, added, source="append").seconds["publish"]
+        shutil.rmtree(folder, ignore_errors=True)
+    return seconds
+
+
 def pair(scores: dict[str, float]) -> str:
     return f"{scores['R@10']:.3f} / {scores['MRR@10']:.3f}"
 
@@ -193,6 +217,7 @@ def main() -> None:
     parser.add_argument("--weak-corpus", default="tatqa-dev", choices=("msmarco-sample", "tatqa-dev"))
     parser.add_argument("--weak-layers", type=int, default=1)
     parser.add_argument("--check-search", type=int, default=20, help="Queries whose Searcher.search is compared.")
+    parser.add_argument("--append", type=int, default=10, help="Records of the small append timed (0: none).")
     parser.add_argument("--json", dest="json_out", default="", help="Also write the figures to this JSON file.")
     args = parser.parse_args()
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
@@ -216,6 +241,13 @@ def main() -> None:
         "calib. s",
         "oracle shift: R@10 / MRR",
         title="Recall@10 / MRR@10: fixed fusion weights against per-index calibration (no labels)",
+    )
+    appends = Table(
+        "set",
+        "chunks",
+        "calibration kept: publish s",
+        "measured again: publish s",
+        title=f"Publishing an append of {args.append} records to a copy of each index",
     )
     figures = {}
     for devset in build_sets(names, args):
@@ -247,6 +279,8 @@ def main() -> None:
         )
         stored = measured.stored
         agree = search_agrees(measured, calibrated, args.check_search)
+        appended = append_cost(devset, args.append) if args.append else {}
+        appends.add_row(devset.name, str(measured.chunks), *(f"{appended[k]:.2f}" for k in ("kept", "measured")))
         figures[devset.name] = {
             **results,
             "calibration": calibration.__dict__,
@@ -254,6 +288,7 @@ def main() -> None:
             "oracle": oracle,
             "stored_shift": None if stored is None else stored.dense_shift,
             "search_agrees": agree,
+            "append_publish_seconds": appended,
         }
         console.print(
             f"{devset.name}: {calibration.reason}. Stored with the version when published: "
@@ -262,6 +297,8 @@ def main() -> None:
             f"({time.perf_counter() - started:.0f}s)"
         )
     console.print(table)
+    if args.append:
+        console.print(appends)
     console.print(
         "fixed = penny.Settings' weights on every set; calibrated = shifted toward the stronger ranker where the "
         "set's own pseudo-queries find dense/BM25 outside PENNY_FUSION_CALIBRATION_DENSE_RATIO "
