@@ -235,6 +235,19 @@ class Settings(BaseSettings):
     fusion_long_query_terms: int | None = Field(8, ge=1)  # queries with more analysed terms are "long"
     fusion_long_dense_weight: float | None = Field(0.25, ge=0.0, le=1.0)  # for long queries
     rrf_k: int = Field(60, ge=1)
+    # per index version, the dense weights above are shifted toward the stronger ranker when pseudo-queries drawn
+    # from the corpus at publish time find dense much weaker or stronger than BM25 (retrieval/calibration.py), and
+    # the shift beats the weights on them by more than the margin (in MRR@10) and two standard errors
+    fusion_calibration: bool = True
+    fusion_calibration_queries: int = Field(200, ge=1)  # pseudo-queries embedded and searched per publish
+    fusion_calibration_margin: float = Field(0.01, ge=0.0, le=1.0)
+    # dense's MRR@10 over BM25's on the pseudo-queries, within which the weights above stand: 0.43-0.97 on the dev
+    # sets (tatqa, ocp slice, sample, msmarco; eval/bench_calibration.py), 0.2 with a crippled embedder
+    fusion_calibration_dense_ratio: tuple[float, float] = (0.35, 1.25)
+    # a version whose live rows differ (added or removed, summed over versions) from those of the version that measured
+    # the calibration by less than this fraction of them keeps that calibration: a small append to a big index is not
+    # made to load the whole index and search it again for a figure so few rows cannot move (0: measure every version)
+    fusion_calibration_reuse_fraction: float = Field(0.1, ge=0.0, le=1.0)
     candidates: int = Field(50, ge=1)
 
     # answering
@@ -282,6 +295,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("fusion_calibration_dense_ratio")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= value[1]:
+            raise ValueError(f"fusion_calibration_dense_ratio must be (low, high) with 0 <= low <= high, not {value}")
+        return value
 
     @field_validator("ingest_roots")
     @classmethod

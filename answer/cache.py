@@ -70,6 +70,7 @@ ANSWER_SETTINGS = (
     "fusion_numeric_dense_weight",
     "fusion_long_query_terms",
     "fusion_long_dense_weight",
+    "fusion_calibration",
     "rrf_k",
     "candidates",
     "hnsw_ef_search",

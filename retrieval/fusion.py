@@ -9,8 +9,9 @@ query is where vocabulary mismatch hurts BM25 most.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -64,6 +65,19 @@ class FusionMethod:
             return self.long_dense_weight
         return self.dense_weight
 
+    def shifted(self, dense_shift: float) -> FusionMethod:
+        """Every dense weight moved by `dense_shift` in log-odds (retrieval/calibration.py): BM25's weight relative
+        to dense's is multiplied by exp(-dense_shift) for every query alike. A weight of 0 or 1 (one ranker alone)
+        stays as it is."""
+        if dense_shift == 0.0 or self.kind != "convex":
+            return self
+        return replace(
+            self,
+            dense_weight=shift_weight(self.dense_weight, dense_shift),
+            numeric_dense_weight=shift_weight(self.numeric_dense_weight, dense_shift),
+            long_dense_weight=shift_weight(self.long_dense_weight, dense_shift),
+        )
+
     def __str__(self) -> str:
         if self.kind == "rrf":
             return f"rrf(k={self.rrf_k})"
@@ -73,6 +87,12 @@ class FusionMethod:
         if self.numeric_dense_weight is not None:
             rules += f", with a number {self.numeric_dense_weight:.2f}"
         return f"convex({self.normalisation}, dense_weight={self.dense_weight:.2f}{rules})"
+
+
+def shift_weight(weight: float | None, shift: float) -> float | None:
+    if weight is None or weight in (0.0, 1.0):
+        return weight
+    return 1.0 / (1.0 + math.exp(-(math.log(weight / (1.0 - weight)) + shift)))
 
 
 def min_max(scores: np.ndarray) -> np.ndarray:

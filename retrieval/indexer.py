@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from penny import BadInput, IndexUnavailable, PennyError, Settings
 from retrieval.build import OTHERWISE_CHUNKED, build_settings, chunking_key, differences
+from retrieval.calibration import calibrate_version
 from retrieval.catalogue import ChunkRow, Document, EmbeddingRow, IndexVersion, live_version, open_catalogue
 from retrieval.embedder import Embedder, embedding_key
 from retrieval.snapshot import (
@@ -107,17 +108,30 @@ def publish_version(
     if otherwise:  # documents outside the folders ingested since a chunking change: the index is mixed
         build["chunking"][OTHERWISE_CHUNKED] = otherwise
     live = live_version(session)
-    layout = None if live is None or merge_all else read_layout(settings, live)
-    plan = plan_version(layout, indexed, build, settings)
+    layout = None if live is None else read_layout(settings, live)
+    plan = plan_version(None if merge_all else layout, indexed, build, settings)
     segments = list(plan.kept)
     if len(plan.written):
         rows = _segment_rows(session, settings, plan.written, dimension, everything=len(plan.written) == len(indexed))
         segments.append(write_segment(settings, f"s{version}", rows))
     write_version(settings, version, segments, plan.deleted, documents, build, dimension)
+    calibrate_version(settings, version, indexed, layout, lambda chunk_ids: chunk_texts(session, chunk_ids))
     for current in session.scalars(select(IndexVersion).where(IndexVersion.status == "live")):
         current.status = "retired"
     session.add(IndexVersion(version=version, status="live", chunk_count=len(indexed), job_id=job_id))
     return version
+
+
+def chunk_texts(session: Session, chunk_ids: np.ndarray) -> list[str]:
+    """The index text of each chunk id, in the order given, as `session` sees the catalogue."""
+    by_id: dict[int, str] = {}
+    for i in range(0, len(chunk_ids), _LOOKUP_BATCH):
+        batch = [int(c) for c in chunk_ids[i : i + _LOOKUP_BATCH]]
+        rows = session.execute(
+            select(ChunkRow.id, ChunkRow.title, ChunkRow.section, ChunkRow.text).where(ChunkRow.id.in_(batch))
+        )
+        by_id.update((row.id, index_text(row.title, row.section, row.text)) for row in rows)
+    return [by_id[int(c)] for c in chunk_ids]
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from penny import BadInput, IndexUnavailable, Passage, SearchResult, Settings
+from retrieval.calibration_store import fusion_for_version
 from retrieval.candidates import Candidates
 from retrieval.catalogue import ChunkRow, Document, live_version, open_catalogue
 from retrieval.confidence import ConfidenceModel, features_from_candidates
 from retrieval.dense import search_dense
 from retrieval.embedder import Embedder, get_embedder
-from retrieval.fusion import fuse
+from retrieval.fusion import FusionMethod, fuse_scores
 from retrieval.snapshot import Segment, Snapshot, version_folder
 
 # A filter allowing at most this many rows of a segment is searched exactly even where the segment's index is HNSW
@@ -64,6 +65,7 @@ class Searcher:
         self.sessions: sessionmaker[Session] = open_catalogue(settings)
         self.confidence_model = ConfidenceModel.packaged()
         self._snapshot: Snapshot | None = None
+        self._fusion: tuple[int, FusionMethod] | None = None  # the fusion of the version last searched
         self._lock = threading.Lock()
         # allowed rows per (index version, filter): a caller's groups repeat on every query it makes
         self._allowed: OrderedDict[tuple[int, SearchFilter], np.ndarray] = OrderedDict()
@@ -79,6 +81,13 @@ class Searcher:
                 folder = version_folder(self.settings, version)
                 self._snapshot = Snapshot(folder, self.settings, previous=self._snapshot)
             return self._snapshot
+
+    def fusion_for(self, snapshot: Snapshot) -> FusionMethod:
+        """The configured fusion, with this version's own calibration when it has one (retrieval/calibration.py)."""
+        with self._lock:
+            if self._fusion is None or self._fusion[0] != snapshot.version:
+                self._fusion = (snapshot.version, fusion_for_version(self.settings, snapshot.folder))
+            return self._fusion[1]
 
     def search(
         self,
@@ -138,7 +147,7 @@ class Searcher:
         cpu_ms: float,
         embed_calls: int,
     ) -> SearchResult:
-        fused = fuse(candidates, self.settings, query)
+        fused = fuse_scores(candidates, self.fusion_for(snapshot), query)
         order = fold_duplicates(snapshot, candidates.rows, fused)[:k]
         chunks = self._load_chunks(snapshot, [int(snapshot.chunk_ids[candidates.rows[i]]) for i in order])
         passages = [
