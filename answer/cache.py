@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from penny import Answer, Settings
 from retrieval.analysis import analyze
 from retrieval.catalogue import Base, utcnow
+from retrieval.fusion import FUSION_SETTINGS
 
 SEMANTIC_CANDIDATES = 5000  # newest entries compared by embedding; older ones still hit exactly
 _SPACE = re.compile(r"\s+")
@@ -64,14 +65,8 @@ ANSWER_SETTINGS = (
     "external_base_url",
     "external_model",
     "followup_llm_rewrite",
-    "fusion",
-    "fusion_dense_weight",
-    "fusion_normalisation",
-    "fusion_numeric_dense_weight",
-    "fusion_long_query_terms",
-    "fusion_long_dense_weight",
+    *FUSION_SETTINGS,
     "fusion_calibration",
-    "rrf_k",
     "candidates",
     "hnsw_ef_search",
     "embedding_model",

@@ -42,13 +42,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-from bm25s.stopwords import STOPWORDS_EN
 
 from penny import Settings
-from retrieval.analysis import analyze
+from retrieval.analysis import STOPWORDS_EN, analyze
 from retrieval.calibration_store import Calibration, load_calibration, save_calibration
 from retrieval.candidates import Candidates
-from retrieval.fusion import FusionMethod, fuse_scores
+from retrieval.fusion import FUSION_SETTINGS, FusionMethod, fuse_scores
 from retrieval.search import Searcher, SearchFilter, fold_duplicates
 from retrieval.snapshot import Layout, Snapshot, read_manifest, version_folder
 
@@ -70,12 +69,7 @@ SIGNIFICANCE = 2.0
 # what a calibration is measured under: another value of any of these measures it again rather than reuse it
 MEASURED_BUILD_STAGES = ("embedding", "bm25", "ann")
 MEASURED_SETTINGS = (
-    "fusion",
-    "fusion_dense_weight",
-    "fusion_normalisation",
-    "fusion_numeric_dense_weight",
-    "fusion_long_query_terms",
-    "fusion_long_dense_weight",
+    *FUSION_SETTINGS,
     "candidates",
     "hnsw_ef_search",
     "fusion_calibration_queries",

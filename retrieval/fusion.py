@@ -32,6 +32,18 @@ def is_long(query: str, terms: int) -> bool:
     return len(analyze(query)) > terms
 
 
+# The settings FusionMethod.from_settings reads: what shapes fused scores, for keys and records that must follow them.
+FUSION_SETTINGS = (
+    "fusion",
+    "fusion_dense_weight",
+    "fusion_normalisation",
+    "fusion_numeric_dense_weight",
+    "fusion_long_query_terms",
+    "fusion_long_dense_weight",
+    "rrf_k",
+)
+
+
 @dataclass(frozen=True)
 class FusionMethod:
     kind: Literal["convex", "rrf"]
