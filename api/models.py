@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasPath, BaseModel, ConfigDict, Field, computed_field, model_validator
@@ -276,15 +275,10 @@ class ModelList(BaseModel):
 # ---------------------------------------------------------------- admin
 
 
-def _path_fits(path: str) -> str:
-    if "\x00" in path:
-        raise ValueError("a path cannot hold a NUL character")
-    if any(len(part.encode()) > MAX_NAME_BYTES for part in PurePosixPath(path).parts):
-        raise ValueError(f"a file or folder name in a path has at most {MAX_NAME_BYTES} bytes")
-    return path
-
-
-ServerPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS), AfterValidator(_path_fits)]
+# In the schema, so that clients see it: no NUL, and no file or folder name longer than NAME_MAX characters. A name
+# of at most that many characters can still exceed NAME_MAX bytes in UTF-8: the ingestion request refuses it (400).
+_SERVER_PATH = rf"^/*(?:[^/\x00]{{1,{MAX_NAME_BYTES}}}/+)*[^/\x00]{{0,{MAX_NAME_BYTES}}}$"
+ServerPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS, pattern=_SERVER_PATH)]
 
 
 class IngestBody(RequestBody):

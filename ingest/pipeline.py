@@ -6,6 +6,7 @@ publishing; restartable at any point, see there).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,8 @@ from penny import BadInput, Settings
 from retrieval.build import chunking_key
 from retrieval.catalogue import Document
 from retrieval.embedder import get_embedder
+
+NAME_MAX = 255  # the longest file or folder name in bytes (Linux): a longer one cannot exist, so it is not probed
 
 
 class PathNotAllowed(BadInput):
@@ -49,9 +52,13 @@ def ingest(settings: Settings, request: IngestRequest, progress: Progress | None
 
 
 def validate_request(request: IngestRequest) -> None:
-    """Refuse a request that cannot start: no paths, paths outside its roots or missing, empty group names."""
+    """Refuse a request that cannot start: no paths, names too long to exist, paths outside its roots or missing,
+    empty group names."""
     if not request.paths:
         raise BadInput("give at least one file or folder to ingest")
+    too_long = [str(p) for p in request.paths if any(len(os.fsencode(part)) > NAME_MAX for part in p.parts)]
+    if too_long:
+        raise BadInput(f"a file or folder name has at most {NAME_MAX} bytes: {', '.join(too_long)[:300]}")
     if request.roots is not None:  # checked before existence: what lies outside the roots is not even probed
         outside = outside_roots(request.paths, request.roots)
         if outside:

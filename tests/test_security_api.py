@@ -294,6 +294,8 @@ def admin(settings):
         ("POST", "/v1/ingest", b'{"paths": ["/' + b"a" * 5000 + b'"]}', 422, "invalid_request"),
         ("POST", "/v1/ingest", b'{"paths": ["/tmp/' + b"a" * 300 + b'.md"]}', 422, "invalid_request"),
         ("POST", "/v1/ingest", b'{"paths": ["/tmp/a\\u0000.md"]}', 422, "invalid_request"),
+        # within the schema's 255 characters a name, but 400 bytes in UTF-8: no such file can exist
+        ("POST", "/v1/ingest", ('{"paths": ["/tmp/' + "é" * 200 + '.md"]}').encode(), 400, "bad_input"),
         ("POST", "/v1/chat", b'{"message": "\\u0000\\u200b\\u200b\\ufeff"}', 400, "empty_question"),
         ("POST", "/v1/search", b'{"query": "\\u0000\\u0000 \\u2060"}', 400, "empty_question"),
     ],
