@@ -216,6 +216,11 @@ class Settings(BaseSettings):
     ingest_nice: int = Field(10, ge=0, le=19)  # the API's ingestion jobs run in their own process, this much niced
     parse_workers: int = Field(0, ge=0)  # processes that parse files; 0 = one per core
     document_languages: list[str] = ["eng"]  # ISO 639-3 codes; [] detects the language of every element (slower)
+    # on a Ray cluster (`penny ingest --cluster`, ingest/cluster.py): embedder actors, one core each (0 = one per
+    # core free when embedding starts), and how often a parse task or an embedder call is re-run when the worker
+    # process or node running it dies
+    cluster_embedders: int = Field(0, ge=0)
+    cluster_retries: int = Field(3, ge=0)
 
     # retrieval
     bm25_backend: Literal["bm25s", "rank-bm25"] = "bm25s"

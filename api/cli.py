@@ -85,13 +85,19 @@ def ingest(
     source: Annotated[str, typer.Option(help="A name for where these documents come from.")] = "default",
     prune: Annotated[bool, typer.Option(help="Remove documents under PATHS whose files are gone.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job report as JSON.")] = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Parse and embed on a Ray cluster: 'local' (start one here), 'auto' (the one `ray start` runs on "
+            "this machine) or the head's HOST:PORT. Needs the cluster extra; see docs/scaling.md."
+        ),
+    ] = None,
 ):
     """Parse, chunk and embed documents into the catalogue and the search indexes.
 
     Re-running is cheap: unchanged files are skipped by content hash. A killed job leaves the previous index live.
     """
     from ingest.pipeline import IngestRequest
-    from ingest.pipeline import ingest as run_ingest
 
     request = IngestRequest(paths=paths, groups=group or ["everyone"], source=source, prune=prune)
     try:
@@ -99,14 +105,33 @@ def ingest(
             columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]  # fmt: skip
             with Bar(*columns, console=errors, transient=True) as bar:
-                report = run_ingest(settings(), request, _BarProgress(bar))
+                report, split = _run_job(request, cluster, _BarProgress(bar))
         else:
-            report = run_ingest(settings(), request)
+            report, split = _run_job(request, cluster, None)
     except PennyError as exc:
         fail(exc)
     if as_json:
-        console.print_json(json.dumps(asdict(report)))
+        console.print_json(json.dumps(asdict(report) | ({"cluster": split} if cluster else {})))
         return
+    _print_report(report)
+    for what, by_node in split.items():
+        for node, count in sorted(by_node.items()):
+            console.print(f"  node {node}: {count} {what.replace('_', ' ')}")
+
+
+def _run_job(request, cluster: str | None, progress) -> tuple:
+    """The job's report, and on a cluster how its work split across nodes: {"files_parsed": {node: n}, ...}."""
+    if cluster is None:
+        from ingest.pipeline import ingest as run_ingest
+
+        return run_ingest(settings(), request, progress), {}
+    from ingest.cluster import cluster_ingest
+
+    job = cluster_ingest(settings(), request, cluster, progress)
+    return job.report, {"files_parsed": job.files_parsed, "chunks_embedded": job.chunks_embedded}
+
+
+def _print_report(report) -> None:
     counts = report.counts()
     console.print(
         f"job {report.job_id} {report.status}: {counts['files_seen']} files, {counts['added']} added, "
@@ -298,6 +323,7 @@ def serve(
     from api.logs import configure_logging
 
     configure_logging()
+
     uvicorn.run(create_app(settings()), host=host, port=port, log_config=None, access_log=False)
 
 

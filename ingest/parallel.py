@@ -93,14 +93,7 @@ def parse_files(
 ) -> Iterator[Parsed]:
     """Parse `paths`, yielding results in the order of `paths`; `within` names the real folder each path must
     resolve into (absent: anywhere)."""
-    within = within or {}
-    unpack = UnpackLimits(settings.max_unpacked_bytes, settings.max_compression_ratio)
-    jobs = [
-        ParseJob(path, within.get(path), settings.max_file_bytes, unpack, settings.max_chunks_per_document,
-                 tuple(settings.document_languages), settings.embedding_model, settings.chunk_max_tokens,
-                 settings.chunk_overlap_tokens)
-        for path in paths
-    ]  # fmt: skip
+    jobs = parse_jobs(paths, settings, within)
     workers = min(settings.parse_worker_count, len(jobs))
     if workers < 2 or len(jobs) < MIN_FILES_FOR_POOL:
         yield from map(parse_file, jobs)
@@ -109,6 +102,18 @@ def parse_files(
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
                              initargs=(os.getpid(),)) as pool:  # fmt: skip
         yield from pool.map(parse_file, jobs, chunksize=4)
+
+
+def parse_jobs(paths: list[str], settings: Settings, within: Mapping[str, str | None] | None = None) -> list[ParseJob]:
+    """One self-contained ParseJob per path: what a worker process (or a cluster's task) needs to parse it."""
+    within = within or {}
+    unpack = UnpackLimits(settings.max_unpacked_bytes, settings.max_compression_ratio)
+    return [
+        ParseJob(path, within.get(path), settings.max_file_bytes, unpack, settings.max_chunks_per_document,
+                 tuple(settings.document_languages), settings.embedding_model, settings.chunk_max_tokens,
+                 settings.chunk_overlap_tokens)
+        for path in paths
+    ]  # fmt: skip
 
 
 def exit_with_parent(parent_pid: int, interval_seconds: float = 0.5) -> None:

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.job import JobReport, Progress, ingestion_job
-from ingest.parallel import parse_files
+from ingest.parallel import Parsed, parse_files
 from ingest.publish import embed_and_publish, stale_build
 from ingest.scan import TO_PARSE, FileChange, examine, files_to_examine, known_documents, outside_roots, removed
 from ingest.store import Plan, Staged
 from penny import BadInput, Settings
 from retrieval.build import chunking_key
 from retrieval.catalogue import Document
-from retrieval.embedder import get_embedder
+from retrieval.embedder import Embedder, get_embedder
 
 NAME_MAX = 255  # the longest file or folder name in bytes (Linux): a longer one cannot exist, so it is not probed
 
@@ -41,13 +42,30 @@ class IngestRequest:
     roots: list[Path] | None = None
 
 
-def ingest(settings: Settings, request: IngestRequest, progress: Progress | None = None) -> JobReport:
+ParseMany = Callable[[list[str], Settings, Mapping[str, str | None]], Iterable[Parsed]]
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Where a job parses and embeds: by default in this machine's processes. A cluster (ingest/cluster.py) hands
+    in its own; everything else (examining, storing, publishing) runs in the job's process either way, so the
+    catalogue and the index have one writer."""
+
+    # parse the paths, yielding a Parsed per path in the order given; the mapping is each path's real folder
+    parse: ParseMany = parse_files
+    embedder: Callable[[Settings], Embedder] = get_embedder
+
+
+def ingest(
+    settings: Settings, request: IngestRequest, progress: Progress | None = None, workers: Workers | None = None
+) -> JobReport:
     """Run one ingestion job to completion and return its report."""
     progress = progress or Progress()
+    workers = workers or Workers()
     validate_request(request)
     with ingestion_job(settings, request.paths) as (sessions, report):
         progress.job_started(report.job_id)
-        _run(settings, sessions, request, report, progress)
+        _run(settings, sessions, request, report, progress, workers)
     return report
 
 
@@ -75,9 +93,14 @@ def validate_request(request: IngestRequest) -> None:
 
 
 def _run(
-    settings: Settings, sessions: sessionmaker[Session], request: IngestRequest, report: JobReport, progress: Progress
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    request: IngestRequest,
+    report: JobReport,
+    progress: Progress,
+    workers: Workers,
 ) -> None:
-    embedder = get_embedder(settings)
+    embedder = workers.embedder(settings)
     files = files_to_examine(request.paths, request.roots)
     progress.start(len(files))
     started = time.perf_counter()
@@ -85,7 +108,7 @@ def _run(
     plan = Plan(groups=sorted(set(request.groups)), source=request.source, chunking=chunking_key(settings))
     plan.stale = stale_build(settings, sessions)
     to_parse = _examine_all(files, known, settings, plan, report, progress)
-    _parse_all(to_parse, files, settings, plan, progress)
+    _parse_all(to_parse, files, settings, plan, progress, workers.parse)
     if request.prune:
         plan.gone = removed(known, files, request.paths)
     report.seconds["scan"] = round(time.perf_counter() - started, 3)
@@ -123,11 +146,16 @@ def _examine_all(
 
 
 def _parse_all(
-    changes: list[FileChange], within: dict[str, str | None], settings: Settings, plan: Plan, progress: Progress
+    changes: list[FileChange],
+    within: dict[str, str | None],
+    settings: Settings,
+    plan: Plan,
+    progress: Progress,
+    parse: ParseMany,
 ) -> None:
     """Parse and chunk the new and changed files into `plan`: staged, or failed with parsing's reason."""
     by_path = {change.path: change for change in changes}
-    for result in parse_files(list(by_path), settings, within):
+    for result in parse(list(by_path), settings, within):
         # the hash and size as parsed, should the file have changed since it was examined
         change = replace(by_path[result.path], sha256=result.sha256, size=result.size)
         if result.failure_kind:

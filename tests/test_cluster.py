@@ -1,0 +1,146 @@
+"""Penny on a single-node Ray cluster (the optional `cluster` extra): ingestion through Ray equals local ingestion,
+a parse task or an embedder actor that dies is retried. Skipped when ray is not installed; one Ray instance for the
+whole module (~5 s to start, ~800 MiB), two cores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from ingest.parallel import parse_file
+from ingest.pipeline import IngestRequest, ingest
+from penny import Settings
+from retrieval.catalogue import ChunkRow, Document, EmbeddingRow, open_catalogue
+from retrieval.embedder import Embedder
+from retrieval.search import Searcher
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "data" / "corpus"
+needs_ray = pytest.mark.skipif(find_spec("ray") is None, reason="ray is not installed (pip install -e '.[cluster]')")
+
+
+def test_the_default_commands_never_import_ray():
+    """`make demo` runs without the cluster extra: the CLI, the app and a local job must not even import ray."""
+    code = (
+        "import sys, api.cli, api.app, ingest.pipeline, ingest.job, retrieval.search\n"
+        "assert 'ray' not in sys.modules, sorted(m for m in sys.modules if m.startswith('ray'))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env=env)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    if find_spec("ray") is None:
+        pytest.skip("ray is not installed")
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, object_store_memory=300 * 2**20, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+def chunks_of(settings: Settings) -> list[tuple[str, int, str, str]]:
+    with open_catalogue(settings)() as session:
+        rows = session.execute(
+            select(Document.path, ChunkRow.ordinal, ChunkRow.text, ChunkRow.text_sha256)
+            .join(Document)
+            .order_by(Document.path, ChunkRow.ordinal)
+        )
+        return [tuple(row) for row in rows]
+
+
+def vectors_of(settings: Settings, hashes: list[str]) -> np.ndarray:
+    with open_catalogue(settings)() as session:
+        found = dict(session.execute(select(EmbeddingRow.text_sha256, EmbeddingRow.vector)).all())
+    return np.stack([np.frombuffer(found[h], dtype=np.float32) for h in hashes])
+
+
+def top_chunks(settings: Settings, query: str) -> list[tuple[str, int]]:
+    result = Searcher(settings).search(query, 5)
+    return [(p.chunk.source_path, p.chunk.ordinal) for p in result.passages]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_ingesting_through_ray_equals_local_ingestion(ray_cluster, tmp_path):
+    from ingest.cluster import cluster_ingest
+
+    local, cluster = Settings(data_dir=tmp_path / "local"), Settings(data_dir=tmp_path / "cluster")
+    request = IngestRequest(paths=[CORPUS])
+    expected = ingest(local, request)
+    job = cluster_ingest(cluster, request, "local")
+
+    assert job.report.counts() == expected.counts()
+    assert job.report.chunks_added > 50 and job.report.failed == expected.failed
+    chunks = chunks_of(cluster)
+    assert chunks == chunks_of(local)  # same documents, same chunks, same order
+    hashes = [row[3] for row in chunks]
+    np.testing.assert_allclose(vectors_of(cluster, hashes), vectors_of(local, hashes), atol=1e-4)
+    for query in ("How many days of annual leave do employees get?", "expense report deadline"):
+        assert top_chunks(cluster, query) == top_chunks(local, query)
+    assert sum(job.files_parsed.values()) == expected.added + expected.failed
+    assert sum(job.chunks_embedded.values()) == expected.chunks_embedded
+
+
+def dies_once(marker: Path, victim: str):
+    """A parse that kills its worker process the first time it meets `victim`, as an out-of-memory kill would."""
+
+    def parse(job):
+        if job.path.endswith(victim) and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)
+        return parse_file(job)
+
+    return parse
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_file_whose_parse_task_dies_is_parsed_again(ray_cluster, tmp_path):
+    from ingest.cluster import RayWorkers
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    files = sorted(p for p in CORPUS.rglob("*") if p.suffix in {".md", ".txt", ".html"})[:3]
+    for path in files:
+        shutil.copy(path, folder / path.name)
+    marker = tmp_path / "died"
+    settings = Settings(data_dir=tmp_path / "penny")
+    workers = RayWorkers(settings, parse=dies_once(marker, files[1].name))
+    try:
+        report = ingest(settings, IngestRequest(paths=[folder]), workers=workers.workers())
+    finally:
+        workers.close()
+    assert marker.exists()  # the task's worker died once...
+    assert (report.added, report.failed) == (3, 0)  # ...and its file was parsed all the same
+    assert {row[0] for row in chunks_of(settings)} == {str(folder / p.name) for p in files}
+
+
+@needs_ray
+@pytest.mark.slow
+def test_an_embedder_actor_that_dies_is_restarted_and_its_batch_embedded(ray_cluster, tmp_path):
+    from ingest.cluster import PoolEmbedder
+
+    settings = Settings(data_dir=tmp_path, embed_threads=1, cluster_embedders=2)
+    texts = [f"Employees get {n} days of annual leave." for n in range(70)]
+    pool = PoolEmbedder(settings, Counter())
+    try:
+        first = pool.embed(texts)
+        ray_cluster.kill(pool.actors[0], no_restart=False)  # the process dies; Ray starts the actor again
+        again = pool.embed(texts)
+    finally:
+        pool.close()
+    np.testing.assert_allclose(again, first, atol=1e-5)
+    np.testing.assert_allclose(first, Embedder(settings).embed(texts), atol=1e-4)
+    assert sum(pool.embedded_on.values()) == 2 * len(texts)
