@@ -293,6 +293,8 @@ class Settings(BaseSettings):
     request_read_timeout_seconds: float = Field(15.0, gt=0)  # the longest wait for the next part of a request body
     llm_queue_depth: int = Field(4, ge=0)
     llm_nice: int = Field(10, ge=0, le=19)  # the API's LLM worker runs niced so passage answers never wait on it
+    # `penny serve --replicas N` (api/serve.py): the cores Ray reserves for each replica of the API
+    serve_replica_cpus: float = Field(1.0, gt=0)
     # web origins whose pages may call the API from the browser (a chat front-end served elsewhere); none by default
     cors_origins: list[str] = []
 

@@ -315,14 +315,33 @@ app.add_typer(keys_app, name="keys")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Run N replicas as a Ray Serve deployment instead of one uvicorn process (the cluster extra; "
+            "docs/scaling.md).",
+        ),
+    ] = None,
+    cluster: Annotated[
+        str, typer.Option(help="With --replicas: the Ray cluster, 'local' (start one here), 'auto' or HOST:PORT.")
+    ] = "local",
 ):
     """Run the HTTP API and the web chat page (http://HOST:PORT/)."""
-    import uvicorn
-
-    from api.app import create_app
     from api.logs import configure_logging
 
     configure_logging()
+    if replicas is not None:
+        from api.serve import serve_replicas
+
+        try:
+            serve_replicas(settings(), replicas, host, port, cluster)
+        except PennyError as exc:
+            fail(exc)
+        return
+    import uvicorn
+
+    from api.app import create_app
 
     uvicorn.run(create_app(settings()), host=host, port=port, log_config=None, access_log=False)
 

@@ -1,5 +1,6 @@
 """Penny on a single-node Ray cluster (the optional `cluster` extra): ingestion through Ray equals local ingestion,
-a parse task or an embedder actor that dies is retried. Skipped when ray is not installed; one Ray instance for the
+a parse task or an embedder actor that dies is retried, two Serve replicas both answer and both serve a version
+published after they started. Skipped when ray is not installed; one Ray instance for the
 whole module (~5 s to start, ~800 MiB), two cores."""
 
 from __future__ import annotations
@@ -8,14 +9,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from importlib.util import find_spec
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
+from api_support import LEAVE_QUESTION, build_corpus, free_port, key
 from sqlalchemy import select
 
+from api.serve import REPLICA_HEADER, start_replicas
 from ingest.parallel import parse_file
 from ingest.pipeline import IngestRequest, ingest
 from penny import Settings
@@ -144,3 +149,50 @@ def test_an_embedder_actor_that_dies_is_restarted_and_its_batch_embedded(ray_clu
     np.testing.assert_allclose(again, first, atol=1e-5)
     np.testing.assert_allclose(first, Embedder(settings).embed(texts), atol=1e-4)
     assert sum(pool.embedded_on.values()) == 2 * len(texts)
+
+
+def by_replica(url: str, path: str, body: dict, headers: dict, wanted: int = 2, tries: int = 40) -> dict[str, dict]:
+    """The last JSON each replica returned for the same request, sent in pairs until `wanted` replicas answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen: dict[str, dict] = {}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client, ThreadPoolExecutor(2) as pool:
+        for _ in range(tries):
+            for response in pool.map(lambda _: client.post(path, json=body), range(2)):
+                assert response.status_code == 200, response.text
+                seen[response.headers[REPLICA_HEADER]] = response.json()
+            if len(seen) >= wanted:
+                break
+    return seen
+
+
+@needs_ray
+@pytest.mark.slow
+def test_two_replicas_both_answer_and_both_serve_a_newly_published_version(ray_cluster, tmp_path):
+    from ray import serve
+
+    settings = build_corpus(tmp_path)
+    headers = key(settings, "ana", ["everyone"])
+    url = start_replicas(settings, 2, "127.0.0.1", free_port())
+    try:
+        answers = by_replica(url, "/v1/chat", {"message": LEAVE_QUESTION}, headers)
+        assert len(answers) == 2  # both replicas answered
+        assert all("25 days" in a["answer"]["text"] for a in answers.values())
+        before = by_replica(url, "/v1/search", {"query": "parental leave weeks"}, headers)
+        version = {r["index_version"] for r in before.values()}.pop()
+
+        new = tmp_path / "docs" / "parental-leave.md"
+        new.write_text("# Parental Leave\n\nEvery parent receives 18 weeks of paid parental leave.\n")
+        published = ingest(settings, IngestRequest(paths=[new])).index_version  # a job outside the replicas
+        assert published > version
+        started = time.monotonic()
+        deadline = started + 10
+        switched: dict[str, dict] = {}
+        while len(switched) < 2 and time.monotonic() < deadline:
+            for replica, body in by_replica(url, "/v1/search", {"query": "parental leave weeks"}, headers).items():
+                if body["index_version"] == published:
+                    switched[replica] = body
+        assert set(switched) == set(before)  # both replicas serve the new version, neither restarted
+        assert all(b["passages"][0]["source_path"] == str(new.resolve()) for b in switched.values())
+    finally:
+        serve.shutdown()
