@@ -108,7 +108,7 @@ def print_disk_per_million(data_dir: Path, chunks: int) -> None:
 
 @contextmanager
 def served(data_dir: Path, replicas: int | None, port: int, cluster: str):
-    """`penny serve` (replicas None: plain uvicorn) on `port` until the body ends; yields (start-up seconds, its pid)."""
+    """`penny serve` (replicas None: plain uvicorn) until the body ends; yields (start-up seconds, its pid)."""
     args = [PENNY, "serve", "--port", str(port)]
     if replicas:
         args += ["--replicas", str(replicas), "--cluster", cluster]
