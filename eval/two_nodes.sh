@@ -16,11 +16,19 @@ HEAD=10.77.0.1
 WORKER=10.77.0.2
 export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 PYTHONPATH="${PYTHONPATH:-$PWD}"
 
+# Only the processes inside the two namespaces are ended, by id: `ray stop` would end every Ray on the machine.
+stop_namespace() {
+    local pids
+    pids=$(ip netns pids "$1" 2>/dev/null || true)
+    if [ -n "$pids" ]; then kill "-$2" $pids 2>/dev/null || true; fi
+}
 teardown() {
-    ip netns exec penny-b "$RAY" stop --force >/dev/null 2>&1 || true
-    ip netns exec penny-a "$RAY" stop --force >/dev/null 2>&1 || true
-    ip netns delete penny-a 2>/dev/null || true
-    ip netns delete penny-b 2>/dev/null || true
+    for ns in penny-b penny-a; do stop_namespace "$ns" TERM; done
+    sleep 3
+    for ns in penny-b penny-a; do
+        stop_namespace "$ns" KILL
+        ip netns delete "$ns" 2>/dev/null || true
+    done
 }
 trap teardown EXIT
 
