@@ -217,8 +217,8 @@ class Settings(BaseSettings):
     parse_workers: int = Field(0, ge=0)  # processes that parse files; 0 = one per core
     document_languages: list[str] = ["eng"]  # ISO 639-3 codes; [] detects the language of every element (slower)
     # on a Ray cluster (`penny ingest --cluster`, ingest/cluster.py): embedder actors, one core each (0 = one per
-    # core free when embedding starts), and how often a parse task or an embedder call is re-run when the worker
-    # process or node running it dies
+    # core of the cluster, less those that cannot start within a minute), and how often a parse task or an embedder
+    # call is re-run when the worker process or node running it dies
     cluster_embedders: int = Field(0, ge=0)
     cluster_retries: int = Field(3, ge=0)
 

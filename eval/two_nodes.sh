@@ -10,7 +10,7 @@
 # worker and every client read it with RAY_AUTH_MODE=token. Everything is torn down on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${VENV:-.venv}
+VENV=${VENV:-$PWD/.venv}
 RAY="$VENV/bin/ray"
 HEAD=10.77.0.1
 WORKER=10.77.0.2
@@ -29,6 +29,8 @@ teardown() {
         stop_namespace "$ns" KILL
         ip netns delete "$ns" 2>/dev/null || true
     done
+    # what `ray stop` would also do: else the next ray.init() without an address looks for this dead cluster
+    if grep -q "^$HEAD:" /tmp/ray/ray_current_cluster 2>/dev/null; then rm -f /tmp/ray/ray_current_cluster; fi
 }
 trap teardown EXIT
 

@@ -39,6 +39,8 @@ _WORKER_ENV = {
 # Parse tasks submitted ahead of the one the job waits for, per core of the cluster: enough to keep every core busy
 # while results are taken in order, few enough that a million files are not a million pending tasks.
 _TASKS_AHEAD_PER_CORE = 4
+# How long embedder actors may take to start (a new worker process, Penny's imports) before the pool goes without them.
+_PLACEMENT_SECONDS = 60
 
 
 class ClusterUnavailable(PennyError):
@@ -193,7 +195,7 @@ class PoolEmbedder:
     def _size(self) -> int:
         if not self._count:
             ray = import_ray()
-            self._count = self.settings.cluster_embedders or max(1, int(ray.available_resources().get("CPU", 1)))
+            self._count = self.settings.cluster_embedders or max(1, int(ray.cluster_resources().get("CPU", 1)))
         return self._count
 
     def _started(self):
@@ -203,10 +205,25 @@ class PoolEmbedder:
 
             retries = self.settings.cluster_retries
             actor = ray.remote(EmbedderActor).options(num_cpus=1, max_restarts=retries, max_task_retries=retries)
-            self.actors = [actor.remote(self.settings) for _ in range(self._size())]
+            self.actors = self._placed(ray, [actor.remote(self.settings) for _ in range(self._size())])
+            self._count = len(self.actors)
             self._pool = ActorPool(self.actors)
             log.info("embedding on %d actors", len(self.actors))
         return self._pool
+
+    def _placed(self, ray, actors: list) -> list:
+        """The actors that started within _PLACEMENT_SECONDS (at least one, however long it takes); the rest are
+        ended. A core held by something else (a Serve replica) would leave an actor pending, and its batches with
+        it, for ever."""
+        started = {actor.node.remote(): actor for actor in actors}
+        ready, _ = ray.wait(list(started), num_returns=len(started), timeout=_PLACEMENT_SECONDS)
+        if not ready:
+            ready, _ = ray.wait(list(started), num_returns=1)
+        kept = [started[ref] for ref in ready]
+        for actor in actors:
+            if actor not in kept:
+                ray.kill(actor)
+        return kept
 
     def close(self) -> None:
         ray = import_ray()
@@ -221,8 +238,11 @@ class EmbedderActor:
     def __init__(self, settings: Settings) -> None:
         import ray
 
-        self.node = ray.util.get_node_ip_address()
+        self.node_address = ray.util.get_node_ip_address()
         self.embedder = Embedder(settings)
 
+    def node(self) -> str:
+        return self.node_address
+
     def embed(self, texts: list[str]) -> tuple[str, np.ndarray]:
-        return self.node, self.embedder.embed(texts)
+        return self.node_address, self.embedder.embed(texts)

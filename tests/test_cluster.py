@@ -50,7 +50,10 @@ def ray_cluster():
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, object_store_memory=300 * 2**20, include_dashboard=False, logging_level="WARNING")
+    # "local": a cluster of its own, even when `ray start` left its address behind in /tmp/ray
+    ray.init(
+        address="local", num_cpus=2, object_store_memory=300 * 2**20, include_dashboard=False, logging_level="WARNING"
+    )
     yield ray
     ray.shutdown()
 
