@@ -102,8 +102,13 @@ def ingest(
     request = IngestRequest(paths=paths, groups=group or ["everyone"], source=source, prune=prune)
     try:
         if sys.stderr.isatty() and not as_json:
-            columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]  # fmt: skip
+            columns = [
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+            ]
             with Bar(*columns, console=errors, transient=True) as bar:
                 report, split = _run_job(request, cluster, _BarProgress(bar))
         else:
@@ -172,8 +177,15 @@ def jobs(
     table = Table("id", "status", "started", "finished", "counts", "version", "errors")
     for job in found:
         counts = ", ".join(f"{k}={v}" for k, v in job["counts"].items() if v)
-        table.add_row(str(job["id"]), job["status"], str(job["started_at"])[:19], str(job["finished_at"] or "")[:19],
-                      counts, str(job["index_version"] or ""), str(len(job["errors"])))  # fmt: skip
+        table.add_row(
+            str(job["id"]),
+            job["status"],
+            str(job["started_at"])[:19],
+            str(job["finished_at"] or "")[:19],
+            counts,
+            str(job["index_version"] or ""),
+            str(len(job["errors"])),
+        )
     console.print(table)
 
 
@@ -191,8 +203,15 @@ def documents_list(
         return
     table = Table("id", "status", "type", "chunks", "groups", "title", "path")
     for doc in found:
-        table.add_row(str(doc["id"]), doc["status"], doc["doc_type"], str(doc["chunk_count"]),
-                      ",".join(doc["groups"]), doc["title"][:40], doc["path"])  # fmt: skip
+        table.add_row(
+            str(doc["id"]),
+            doc["status"],
+            doc["doc_type"],
+            str(doc["chunk_count"]),
+            ",".join(doc["groups"]),
+            doc["title"][:40],
+            doc["path"],
+        )
     console.print(table)
 
 
@@ -378,8 +397,15 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False):
         return
     table = Table("id", "user", "prefix", "groups", "admin", "created", "revoked")
     for info in found:
-        table.add_row(str(info.id), info.user, info.prefix, ",".join(info.groups), "yes" if info.is_admin else "",
-                      info.created_at, info.revoked_at or "")  # fmt: skip
+        table.add_row(
+            str(info.id),
+            info.user,
+            info.prefix,
+            ",".join(info.groups),
+            "yes" if info.is_admin else "",
+            info.created_at,
+            info.revoked_at or "",
+        )
     console.print(table)
 
 

@@ -99,8 +99,9 @@ def parse_files(
         yield from map(parse_file, jobs)
         return
     # spawn, not fork: the parent may already run torch's thread pools, which do not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
-                             initargs=(os.getpid(),)) as pool:  # fmt: skip
+    with ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         yield from pool.map(parse_file, jobs, chunksize=4)
 
 
@@ -109,11 +110,19 @@ def parse_jobs(paths: list[str], settings: Settings, within: Mapping[str, str | 
     within = within or {}
     unpack = UnpackLimits(settings.max_unpacked_bytes, settings.max_compression_ratio)
     return [
-        ParseJob(path, within.get(path), settings.max_file_bytes, unpack, settings.max_chunks_per_document,
-                 tuple(settings.document_languages), settings.embedding_model, settings.chunk_max_tokens,
-                 settings.chunk_overlap_tokens)
+        ParseJob(
+            path,
+            within.get(path),
+            settings.max_file_bytes,
+            unpack,
+            settings.max_chunks_per_document,
+            tuple(settings.document_languages),
+            settings.embedding_model,
+            settings.chunk_max_tokens,
+            settings.chunk_overlap_tokens,
+        )
         for path in paths
-    ]  # fmt: skip
+    ]
 
 
 def exit_with_parent(parent_pid: int, interval_seconds: float = 0.5) -> None:

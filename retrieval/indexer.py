@@ -153,9 +153,8 @@ def plan_version(layout: Layout | None, indexed: np.ndarray, build: dict, settin
         return rebuild
     serving = [np.isin(ids, indexed) & ~np.isin(ids, layout.deleted) for ids in layout.chunk_ids]
     candidates = [
-        i for i, mask in enumerate(serving)
-        if mask.any() and 1 - mask.mean() <= settings.index_max_deleted_fraction
-    ]  # fmt: skip
+        i for i, mask in enumerate(serving) if mask.any() and 1 - mask.mean() <= settings.index_max_deleted_fraction
+    ]
     by_size = sorted(candidates, key=lambda i: int(serving[i].sum()))
     while len(by_size) + 1 > settings.index_max_segments:
         by_size.pop(0)
@@ -288,13 +287,15 @@ def _document_metas(session: Session, chunking: str) -> tuple[list[DocumentMeta]
         .where(Document.status == "indexed")
         .order_by(Document.id)
     ).all()
-    metas = [DocumentMeta(id=r.id, path=r.path, source=r.source, doc_type=r.doc_type, groups=tuple(r.groups))
-             for r in rows]  # fmt: skip
+    metas = [
+        DocumentMeta(id=r.id, path=r.path, source=r.source, doc_type=r.doc_type, groups=tuple(r.groups)) for r in rows
+    ]
     return metas, sum(1 for row in rows if row.chunking != chunking)
 
 
-def _segment_rows(session: Session, settings: Settings, chunk_ids: np.ndarray, dimension: int,
-                  everything: bool) -> SegmentRows:  # fmt: skip
+def _segment_rows(
+    session: Session, settings: Settings, chunk_ids: np.ndarray, dimension: int, everything: bool
+) -> SegmentRows:
     """The catalogue's rows of `chunk_ids` (every indexed chunk when `everything`), with their vectors."""
     columns = (ChunkRow.id, ChunkRow.document_id, ChunkRow.text_sha256, ChunkRow.title, ChunkRow.section, ChunkRow.text)
     if everything:

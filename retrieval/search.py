@@ -164,8 +164,14 @@ class Searcher:
             f"{passages[0].chunk.section or passages[0].chunk.title}\n{passages[0].chunk.text}" if passages else ""
         )
         confidence = self.confidence_model.predict(features_from_candidates(query, candidates, fused, order, top_text))
-        return SearchResult(passages=passages, confidence=confidence, index_version=snapshot.version,
-                            embed_calls=embed_calls, cpu_ms=cpu_ms, query_vector=vector)  # fmt: skip
+        return SearchResult(
+            passages=passages,
+            confidence=confidence,
+            index_version=snapshot.version,
+            embed_calls=embed_calls,
+            cpu_ms=cpu_ms,
+            query_vector=vector,
+        )
 
     def candidates(
         self, snapshot: Snapshot, query: str, query_vector: np.ndarray, k: int, search_filter: SearchFilter

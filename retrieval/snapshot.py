@@ -129,10 +129,10 @@ class Snapshot:
         loaded = {(s.name, s.uid): s for s in previous.segments} if previous is not None else {}
         try:
             self.segments = [
-                loaded.get((ref["name"], ref["uid"])) or Segment(segment_folder(settings, ref["name"]), settings,
-                                                                   ref["uid"])
+                loaded.get((ref["name"], ref["uid"]))
+                or Segment(segment_folder(settings, ref["name"]), settings, ref["uid"])
                 for ref in self.manifest["segments"]
-            ]  # fmt: skip
+            ]
             deleted = np.load(folder / "deleted.npy")
             documents = json.loads((folder / "documents.json").read_text())
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
