@@ -29,6 +29,7 @@ from answer.policy import COMBINES, Policy, route, route_inputs
 from penny import Answer, BadInput, Citation, Cost, ModelNotFound, Passage, SearchResult, Settings
 from retrieval.catalogue import open_catalogue
 from retrieval.search import Searcher, SearchFilter, get_searcher
+from retrieval.snapshot import Snapshot
 
 Strategy = Literal["routed", "passages", "llm", "external"]
 STRATEGIES = ("routed", "passages", "llm", "external")
@@ -155,7 +156,7 @@ class Answerer:
         """Everything short of generation: the cache lookup, retrieval, the passage answer and the route, costed.
         A plan whose route needs no LLM carries its finished answer; `finish` does the generation of the rest."""
         question = self._validate(question, history, strategy)
-        version = self.searcher.snapshot().version
+        snapshot = self.searcher.snapshot()  # one version for the cache lookup and the search
         self.searcher.embedder.model  # noqa: B018  (a one-time load is not part of any answer's cost)
         started = time.process_time()
         rewrite = followup.rewrite_heuristic(question, history)
@@ -179,9 +180,9 @@ class Answerer:
             rewrite_method=rewrite.method,
         )
         if use_cache:
-            plan.answer = self._lookup(work, scope, version)
+            plan.answer = self._lookup(work, scope, snapshot.version)
         if plan.answer is None:
-            plan.result = self._search(work, search_filter)
+            plan.result = self._search(work, search_filter, snapshot)
             candidate = self._estimate(plan)
             plan.path = self._route(plan)
             if plan.path == "abstain":
@@ -266,9 +267,11 @@ class Answerer:
         )
         return answer
 
-    def _search(self, work: _Work, search_filter: SearchFilter) -> SearchResult:
+    def _search(self, work: _Work, search_filter: SearchFilter, snapshot: Snapshot | None = None) -> SearchResult:
         depth = max(SEARCH_DEPTH, self.settings.llm_passages)
-        result = self.searcher.search(work.standalone, k=depth, search_filter=search_filter, query_vector=work.vector)
+        result = self.searcher.search(
+            work.standalone, k=depth, search_filter=search_filter, query_vector=work.vector, snapshot=snapshot
+        )
         work.vector = result.query_vector
         work.cost.embed_calls += result.embed_calls
         work.cost.retrieval_cpu_ms += result.cpu_ms

@@ -165,6 +165,8 @@ class _OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(model.tokenizer_file))
         self.tokenizer.enable_truncation(max_length=model.max_tokens)
         self.tokenizer.no_padding()  # tokenizer.json pads to a fixed length; each text runs alone, unpadded
+        self._pools: dict[int, ThreadPoolExecutor] = {}
+        self._pools_lock = threading.Lock()
 
     @cached_property
     def session(self):
@@ -190,8 +192,20 @@ class _OnnxEncoder:
         self.session  # noqa: B018  (made here, once, not by threads racing to make it)
         if threads <= 1 or len(encodings) == 1:
             return np.stack([self._vector(encoding) for encoding in encodings])
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="penny-embed") as pool:
-            return np.stack(list(pool.map(self._vector, encodings)))
+        # longest first, so that no thread is left with a long text when the others are done
+        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
+        vectors = np.empty((len(encodings), self.dimension), dtype=np.float32)
+        for i, vector in zip(order, self._pool(threads).map(self._vector, [encodings[i] for i in order]), strict=True):
+            vectors[i] = vector
+        return vectors
+
+    def _pool(self, threads: int) -> ThreadPoolExecutor:
+        """The threads that run texts side by side, kept: an answer's few sentences are embedded in ~10 ms, and
+        starting threads for each call was a visible part of it."""
+        with self._pools_lock:
+            if threads not in self._pools:
+                self._pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="penny-embed")
+            return self._pools[threads]
 
     def _vector(self, encoding) -> np.ndarray:
         ids = np.array([encoding.ids], dtype=np.int64)

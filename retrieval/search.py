@@ -95,10 +95,12 @@ class Searcher:
         k: int = 10,
         search_filter: SearchFilter | None = None,
         query_vector: np.ndarray | None = None,
+        snapshot: Snapshot | None = None,
     ) -> SearchResult:
-        """One query; pass `query_vector` when the caller already embedded it (the answer cache did) to skip that."""
+        """One query; pass `query_vector` when the caller already embedded it (the answer cache did) to skip that,
+        and `snapshot` when it already looked up the live version."""
         vectors = None if query_vector is None else query_vector[np.newaxis, :]
-        return self.search_many([query], k, [search_filter], vectors)[0]
+        return self.search_many([query], k, [search_filter], vectors, snapshot)[0]
 
     def search_many(
         self,
@@ -106,12 +108,13 @@ class Searcher:
         k: int = 10,
         search_filters: list[SearchFilter | None] | None = None,
         query_vectors: np.ndarray | None = None,
+        snapshot: Snapshot | None = None,
     ) -> list[SearchResult]:
         """Search several queries with one embedding batch (none when `query_vectors` are given); `search_filters`
-        is one filter per query (or None)."""
+        is one filter per query (or None); `snapshot` is the live version's (looked up when not given)."""
         started = time.process_time()
         queries, filters = self._validate(queries, k, search_filters)
-        snapshot = self.snapshot()
+        snapshot = snapshot or self.snapshot()
         embed_calls = 1 if query_vectors is None else 0
         vectors = self.embedder.embed(queries) if query_vectors is None else query_vectors
         shared_ms = (time.process_time() - started) * 1000 / len(queries)
