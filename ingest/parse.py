@@ -85,6 +85,8 @@ def parse_bytes(
         raise ParseFailure("empty", "the file is empty")
     if doc_type == "docx" and unpack is not None:
         check_unpacked_sizes(content, unpack)
+    if doc_type == "pdf" and unpack is not None:
+        check_pdf_streams(content, unpack)
     elements = _PARTITIONERS[doc_type](content, list(languages) or ["auto"])
     blocks = _blocks(elements)
     if not blocks:
@@ -189,6 +191,89 @@ def check_unpacked_sizes(content: bytes, limits: UnpackLimits) -> None:
                 f"its part {member.filename} unpacks to {member.file_size:,} bytes, {ratio:,.0f} times its packed "
                 f"size, over the limit of {limits.max_ratio:g} (PENNY_MAX_COMPRESSION_RATIO)",
             )
+
+
+def check_pdf_streams(content: bytes, limits: UnpackLimits) -> None:
+    """Refuse a PDF whose compressed streams would inflate too far, found by inflating each in bounded steps and
+    keeping nothing: pdfminer inflates a stream whole, in memory, so a 50 KB page could take gigabytes. Images are
+    not counted (text extraction never inflates them); a PDF this cannot read is left to the partitioner to judge."""
+    from pdfminer.pdfdocument import PDFDocument
+    from pdfminer.pdfparser import PDFParser
+    from pdfminer.pdftypes import LITERALS_FLATE_DECODE, PDFStream, resolve1
+    from pdfminer.psparser import LIT
+
+    try:
+        document = PDFDocument(PDFParser(io.BytesIO(content)))
+        streams = [
+            stream
+            for stream in _direct_objects(document)
+            if isinstance(stream, PDFStream) and resolve1(stream.get("Subtype")) is not LIT("Image")
+        ]
+    except Exception:  # unreadable, encrypted, broken: the partitioner gives the reason
+        return
+    total = 0
+    for stream in streams:
+        flate_layers = 0
+        for name, _ in stream.get_filters():
+            if name not in LITERALS_FLATE_DECODE:
+                break
+            flate_layers += 1
+        raw = stream.rawdata or b""
+        if stream.decipher and stream.objid is not None and stream.genno is not None:
+            raw = stream.decipher(stream.objid, stream.genno, raw, stream.attrs)
+        ratio_cap = max(RATIO_FLOOR, int(limits.max_ratio * len(raw)))
+        size = _inflated_size(raw, flate_layers, min(limits.max_bytes - total, ratio_cap) + 1)
+        if size > ratio_cap:
+            raise ParseFailure(
+                "decompression_bomb",
+                f"its stream {stream.objid} inflates to over {ratio_cap:,} bytes, more than "
+                f"{limits.max_ratio:g} times its packed size (PENNY_MAX_COMPRESSION_RATIO)",
+            )
+        total += size
+        if total > limits.max_bytes:
+            raise ParseFailure(
+                "too_large", f"its streams inflate to over {limits.max_bytes:,} bytes (PENNY_MAX_UNPACKED_BYTES)"
+            )
+
+
+def _direct_objects(document):
+    """The objects stored in the file itself: those inside object streams are skipped, since reading them makes
+    pdfminer inflate their object stream whole (and that stream is one of the direct objects checked)."""
+    for xref in document.xrefs:
+        for objid in xref.get_objids():
+            try:
+                stream_id, _, _ = xref.get_pos(objid)
+                if stream_id is None:
+                    yield document.getobj(objid)
+            except Exception:  # one broken object hides nothing else: the rest are still checked
+                continue
+
+
+def _inflated_size(data: bytes, layers: int, limit: int, step: int = 1 << 20) -> int:
+    """How many bytes `layers` nested zlib inflations of `data` make, counting up to just past `limit`, with at
+    most `step` bytes inflated at a time; a layer that is not valid zlib counts as what it is."""
+    import zlib
+
+    def inflate(chunks):
+        inflater = zlib.decompressobj()
+        for chunk in chunks:
+            pending = chunk
+            while pending and not inflater.eof:
+                yield inflater.decompress(pending, step)
+                pending = inflater.unconsumed_tail
+
+    chunks = iter([data])
+    for _ in range(layers):
+        chunks = inflate(chunks)
+    total = 0
+    try:
+        for chunk in chunks:
+            total += len(chunk)
+            if total > limit:
+                break
+    except zlib.error:
+        pass
+    return total
 
 
 def _partition_pdf(content: bytes, languages: list[str]):

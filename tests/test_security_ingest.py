@@ -12,6 +12,7 @@ import sys
 import time
 import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import psutil
@@ -406,3 +407,59 @@ def test_a_server_job_killed_with_sigkill_is_interrupted_and_its_parse_workers_d
         job = _wait_for_job(client, started.json()["url"], admin)
         assert job["status"] == "interrupted"
     _assert_they_die(workers)
+
+
+def _pdf(path: Path, padding: int, layers: int = 1) -> Path:
+    """A one-page PDF whose content stream shows one line of text followed by `padding` newlines (valid content
+    that packs ~1000:1), compressed with `layers` nested FlateDecode filters."""
+    content = b"BT /F1 12 Tf 72 720 Td (Allowance clause 7: 12 units.) Tj ET" + b"\n" * padding
+    for _ in range(layers):
+        content = zlib.compress(content, 9)
+    filters = "[" + " ".join(["/FlateDecode"] * layers) + "]"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        f"<< /Length {len(content)} /Filter {filters} >>\nstream\n".encode() + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def test_a_pdf_bomb_is_refused_while_its_streams_are_inflated_a_step_at_a_time(tmp_path):
+    bomb = _pdf(tmp_path / "docs" / "bomb.pdf", padding=300 * 1024 * 1024, layers=2)
+    assert bomb.stat().st_size < 100_000  # 300 MiB of page content, twice deflated
+    settings = Settings(data_dir=tmp_path / "penny")  # the default limits
+    report = ingest(settings, IngestRequest(paths=[bomb.parent]))
+    kind, reason = _refused(report)["bomb.pdf"]
+    assert kind == "decompression_bomb" and "PENNY_MAX_COMPRESSION_RATIO" in reason
+
+    limits = UnpackLimits(settings.max_unpacked_bytes, settings.max_compression_ratio)
+    tracemalloc.start()
+    with pytest.raises(ParseFailure, match="times its packed size"):
+        parse_bytes(bomb, bomb.read_bytes(), unpack=limits)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024  # never the whole stream: pdfminer alone would hold all 300 MiB
+
+
+def test_a_pdf_within_the_limits_still_parses_and_one_over_the_total_is_refused(tmp_path):
+    fine = _pdf(tmp_path / "fine.pdf", padding=2 * 1024 * 1024)
+    limits = UnpackLimits(max_bytes=200 * 1024 * 1024, max_ratio=1e6)
+    parsed = parse_bytes(fine, fine.read_bytes(), unpack=limits)
+    assert "Allowance clause 7" in parsed.blocks[0].text
+    with pytest.raises(ParseFailure, match="PENNY_MAX_UNPACKED_BYTES") as refused:
+        parse_bytes(fine, fine.read_bytes(), unpack=UnpackLimits(max_bytes=1024 * 1024, max_ratio=1e6))
+    assert refused.value.kind == "too_large"
