@@ -17,6 +17,8 @@ Each response names its replica in `X-Penny-Replica`, for operators tracing a re
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 
 from api.app import create_app
@@ -28,6 +30,7 @@ from penny import Settings
 REPLICA_HEADER = "X-Penny-Replica"
 APP_NAME = "penny"
 LLM_DEPLOYMENT = "llm"
+log = logging.getLogger("penny.api")
 
 
 class PennyReplica:
@@ -58,12 +61,14 @@ class PennyReplica:
 
 class LlmReplica:
     """One replica of the "llm" deployment: runs the generation work API replicas send it (api.answering.generate
-    and generate_stream on a plan), one job at a time in a niced worker (LlmGate), with the answerer and the LLM
-    loaded in this process on first need. Ray Serve sends it at most PENNY_LLM_QUEUE_DEPTH + 1 requests, which is
-    what the gate holds, so the refusals are Ray's, before a request reaches a replica."""
+    and generate_stream on a plan), one job at a time in LlmGate's worker, with the answerer and the LLM loaded in
+    this process on first need. Ray Serve sends it at most PENNY_LLM_QUEUE_DEPTH + 1 requests, which is what the
+    gate holds, so the refusals are Ray's, before a request reaches a replica."""
 
     def __init__(self, settings: Settings) -> None:
-        self.gate = LlmGate(settings.llm_queue_depth, settings.llm_nice, Metrics())
+        # Not niced (PENNY_LLM_NICE is for an LLM sharing the API's process): these cores are the LLM's own, and a
+        # niced LLM would lose them to busy API replicas on the same node.
+        self.gate = LlmGate(settings.llm_queue_depth, 0, Metrics())
 
     async def run(self, work, *args):
         return await self.gate.run(work, *args)
@@ -103,8 +108,22 @@ def penny_application(settings: Settings, replicas: int):
 
 def start_replicas(settings: Settings, replicas: int, host: str, port: int) -> str:
     """Deploy the app on the connected Ray cluster and return its base URL once every replica is up."""
+    import ray
     from ray import serve
 
+    needed = replicas * settings.serve_replica_cpus + settings.serve_llm_replicas * settings.serve_llm_cpus
+    cores = ray.cluster_resources().get("CPU", 0)
+    if needed > cores:  # Ray waits for the cores (an autoscaler may add nodes): say why nothing answers meanwhile
+        log.warning(
+            "the replicas need %g cores (%d x PENNY_SERVE_REPLICA_CPUS %g + PENNY_SERVE_LLM_REPLICAS %d x "
+            "PENNY_SERVE_LLM_CPUS %g) and the cluster has %g: they start as cores are added, or set fewer",
+            needed,
+            replicas,
+            settings.serve_replica_cpus,
+            settings.serve_llm_replicas,
+            settings.serve_llm_cpus,
+            cores,
+        )
     serve.start(http_options={"host": host, "port": port})
     serve.run(penny_application(settings, replicas), name=APP_NAME, route_prefix="/")
     return f"http://{host}:{port}"
