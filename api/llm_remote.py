@@ -1,10 +1,10 @@
 """The LLM gate of an API replica under `penny serve --replicas`: api.llm_gate.LlmGate's surface, but the work runs
-in the LLM's own Ray Serve deployment ("llm", api/serve.py), so API replicas hold no LLM and passage traffic cannot
-take the LLM's cores.
+in the LLM's own Ray Serve deployment ("llm", api/serve.py), so API replicas hold no LLM and passage traffic runs
+on their cores, not the LLM's.
 
 The work and its arguments travel to the LLM replica by pickle: module-level functions (api.answering.generate)
 with the settings and the plan, never something bound to this process. The queue is Ray Serve's: an LLM replica
-takes PENNY_LLM_QUEUE_DEPTH + 1 requests (one generating, the rest waiting in its niced worker), one more may wait
+takes PENNY_LLM_QUEUE_DEPTH + 1 requests (one generating, the rest waiting in its worker), one more may wait
 at each API replica (Ray's least `max_queued_requests`), and the next is refused with Ray's BackPressureError, which
 becomes the API's 503 `llm_busy` with a Retry-After, as the local gate's refusal does.
 

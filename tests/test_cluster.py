@@ -238,6 +238,9 @@ def test_the_llm_answers_in_its_own_deployment_behind_a_bounded_queue(ray_cluste
 
     from ray import serve
 
+    from api.llm_remote import RemoteLlmGate
+    from api.metrics import Metrics
+
     settings = build_corpus(tmp_path, llm_queue_depth=0, llm_max_tokens=24, **HALF_CORES)
     headers = key(settings, "ana", ["everyone"])
     url = start_replicas(settings, 2, "127.0.0.1", free_port())
@@ -257,18 +260,19 @@ def test_the_llm_answers_in_its_own_deployment_behind_a_bounded_queue(ray_cluste
         assert maps(llm[0], model)  # the LLM's replica loaded the model...
         assert not any(maps(pid, model) for pid in api)  # ...and neither API replica did
 
-        # The LLM's one place (queue depth 0) held from here, as a long generation would hold it
+        # The LLM's one place (queue depth 0) held from here, through a gate like the replicas', as a long
+        # generation would hold it
         marker = tmp_path / "generating"
-        held = serve.get_deployment_handle(LLM_DEPLOYMENT, APP_NAME).run.remote(
-            subprocess.run, ["sh", "-c", f"touch {marker} && sleep 8"]
-        )
+        gate = RemoteLlmGate(serve.get_deployment_handle(LLM_DEPLOYMENT, APP_NAME), 0, Metrics())
+        held = gate.submit(subprocess.run, ["sh", "-c", f"touch {marker} && sleep 8"])
         deadline = time.monotonic() + 30
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert marker.exists()
         with ThreadPoolExecutor(4) as pool:
             responses = list(pool.map(lambda _: chat(url, headers), range(4)))
-        held.result()
+        assert held.result(60).returncode == 0 and gate.pending == 0
+        gate.close()
         refused = [r for r in responses if r.status_code == 503]
         # one request may wait at each API replica (Ray Serve's least per-caller queue); the rest are refused
         assert 2 <= len(refused) <= 3, [r.status_code for r in responses]
