@@ -292,9 +292,13 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(20, ge=1)
     request_read_timeout_seconds: float = Field(15.0, gt=0)  # the longest wait for the next part of a request body
     llm_queue_depth: int = Field(4, ge=0)
-    llm_nice: int = Field(10, ge=0, le=19)  # the API's LLM worker runs niced so passage answers never wait on it
-    # `penny serve --replicas N` (api/serve.py): the cores Ray reserves for each replica of the API
+    llm_nice: int = Field(10, ge=0, le=19)  # the LLM worker in the API process (plain `penny serve`) runs this niced
+    # `penny serve --replicas N` (api/serve.py): the cores Ray reserves for each replica of the API, and for each
+    # replica of the LLM's own deployment ("llm"), which generates for every API replica on cores passage traffic
+    # does not hold; each LLM replica queues PENNY_LLM_QUEUE_DEPTH requests behind the one it runs
     serve_replica_cpus: float = Field(1.0, gt=0)
+    serve_llm_cpus: float = Field(1.0, gt=0)
+    serve_llm_replicas: int = Field(1, ge=1)
     # web origins whose pages may call the API from the browser (a chat front-end served elsewhere); none by default
     cors_origins: list[str] = []
 

@@ -12,6 +12,7 @@ it cost.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -455,6 +456,20 @@ class Answerer:
             cost=work.cost,
             flags=[*work.flags, *(flag for flag in answer.flags if flag not in work.flags)],
         )
+
+
+_answerers: dict[str, Answerer] = {}
+_answerers_lock = threading.Lock()
+
+
+def get_answerer(settings: Settings) -> Answerer:
+    """The process's Answerer for these settings, by value: the API's, and the one a plan sent to another process
+    (the LLM's own Serve deployment) is finished by there."""
+    key = settings.model_dump_json()
+    with _answerers_lock:
+        if key not in _answerers:
+            _answerers[key] = Answerer(settings)
+        return _answerers[key]
 
 
 def citation(passage: Passage, quote: str = "") -> Citation:

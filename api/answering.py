@@ -3,14 +3,18 @@ only the generation.
 
 Answerer.plan does the cache lookup, retrieval, the passage answer and the routing decision: cache, passage and
 abstain answers finish there and never queue. Only a plan that needs the LLM goes to the gate's single worker,
-which runs Answerer.finish on it (generation only: retrieval is not redone, and the plan's cost is kept).
+which runs Answerer.finish on it (generation only: retrieval is not redone, and the plan's cost is kept). The work
+handed to the gate is `generate` or `generate_stream` with the settings and the plan, nothing bound to this
+process, because under `penny serve --replicas` the gate sends it to the LLM's own deployment (api/serve.py).
 """
 
 from __future__ import annotations
 
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
@@ -18,6 +22,9 @@ from api.errors import ApiError
 from api.keys import Caller
 from api.services import Services
 from penny import Answer, Settings
+
+if TYPE_CHECKING:
+    from answer import Plan
 
 History = Sequence[tuple[str, str]]
 
@@ -62,11 +69,11 @@ async def answer(
     def plan():
         return answerer.plan(question, list(history), list(caller.groups), "routed", tuple(document_ids), use_cache)
 
-    def finish(planned) -> Answer:
-        return [item for item in answerer.finish(planned) if isinstance(item, Answer)][-1]
-
     planned = await run_in_threadpool(plan)
-    result = await services.gate.run(finish, planned) if planned.needs_llm else finish(planned)
+    if planned.needs_llm:
+        result = await services.gate.run(generate, services.settings, planned)
+    else:
+        result = planned.answer
     services.metrics.observe_answer(result, time.monotonic() - started)
     return result
 
@@ -86,7 +93,7 @@ async def stream(
         answerer.plan, question, list(history), list(caller.groups), "routed", tuple(document_ids), use_cache
     )
     if planned.needs_llm:
-        source = services.gate.stream(lambda: answerer.finish(planned))
+        source = await services.gate.stream(partial(generate_stream, services.settings, planned))
     else:
         source = _replay(list(answerer.finish(planned)))
 
@@ -97,6 +104,18 @@ async def stream(
             yield item
 
     return observed()
+
+
+def generate_stream(settings: Settings, plan: Plan) -> Iterator[str | Answer]:
+    """The LLM's text deltas for `plan`, then its Answer, from the Answerer of the process this runs in."""
+    from answer import get_answerer
+
+    return get_answerer(settings).finish(plan)
+
+
+def generate(settings: Settings, plan: Plan) -> Answer:
+    """The LLM's Answer for `plan`, from the Answerer of the process this runs in."""
+    return [item for item in generate_stream(settings, plan) if isinstance(item, Answer)][-1]
 
 
 async def _replay(items: list[str | Answer]) -> AsyncIterator[str | Answer]:

@@ -19,19 +19,20 @@ from api.body_limit import BodyLimit
 from api.errors import install_error_handlers
 from api.logs import AccessLog
 from api.routes import admin, chat, documents, health, openai, search, web
-from api.services import release, services_for
+from api.services import GateFactory, local_gate, release, services_for
 from ingest.admin import mark_dead_jobs
 from penny import IndexUnavailable, Settings, get_settings
 
 log = logging.getLogger("penny.api")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, make_gate: GateFactory = local_gate) -> FastAPI:
+    """The app; `make_gate` builds its LLM gate (api/serve.py's replicas send generation to the LLM's deployment)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        services = services_for(settings)
+        services = services_for(settings, make_gate)
         await run_in_threadpool(mark_dead_jobs, services.sessions)  # jobs killed with an earlier server say so
         try:  # load the embedding model and the live index now, not on the first question
             await run_in_threadpool(services.searcher.search, "warm up", 1)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from api.errors import ApiError
 from api.metrics import Metrics
@@ -23,6 +23,21 @@ from api.metrics import Metrics
 log = logging.getLogger("penny.api.llm")
 T = TypeVar("T")
 _END = object()
+
+
+class Gate(Protocol):
+    """What the API asks of an LLM gate: this module's, or api.llm_remote's in front of the LLM's own deployment."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def submit(self, work: Callable[..., T], *args: Any) -> Future[T]: ...
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T: ...
+
+    async def stream(self, items: Callable[[], Iterator[T]]) -> AsyncIterator[T]: ...
+
+    def close(self) -> None: ...
 
 
 class LlmGate:
@@ -59,10 +74,11 @@ class LlmGate:
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self.submit(work, *args))
 
-    def stream(self, items: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    async def stream(self, items: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
         """Iterate `items()` in the LLM worker and hand each item to the event loop as it comes.
 
-        The slot is taken now (raising 503 when full), so a refusal happens before any response is sent."""
+        The slot is taken when this is awaited (raising 503 when full), so a refusal happens before any response
+        is sent."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()

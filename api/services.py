@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from limits import parse as parse_limit
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from api.jobs import IngestRunner
-from api.llm_gate import LlmGate
+from api.llm_gate import Gate, LlmGate
 from api.metrics import Metrics
 from penny import Settings
 from retrieval.catalogue import open_catalogue
@@ -39,28 +40,32 @@ class RateLimit:
         return max(1, round(reset - time.time()))
 
 
+def local_gate(settings: Settings, metrics: Metrics) -> LlmGate:
+    """The LLM in this process, behind its own niced worker (plain `penny serve`)."""
+    return LlmGate(settings.llm_queue_depth, settings.llm_nice, metrics)
+
+
+# What builds a Services' LLM gate: the local one, or (`penny serve --replicas`) api.llm_remote's, which sends the
+# work to the LLM's own deployment.
+GateFactory = Callable[[Settings, Metrics], Gate]
+
+
 class Services:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, make_gate: GateFactory = local_gate) -> None:
         self.settings = settings
         self.sessions = open_catalogue(settings)
         self.metrics = Metrics()
-        self.gate = LlmGate(settings.llm_queue_depth, settings.llm_nice, self.metrics)
+        self.gate = make_gate(settings, self.metrics)
         self.rate_limit = RateLimit(settings.rate_limit_per_minute)
         self.auth_failures = RateLimit(settings.auth_failures_per_minute)
         self.ingest = IngestRunner(settings, self.metrics)
         self.searcher: Searcher = get_searcher(settings)
-        self._answerer = None
-        self._lock = threading.Lock()
 
     @property
     def answerer(self):
-        if self._answerer is None:
-            from answer import Answerer  # imported on first use: search and admin work without it
+        from answer import get_answerer  # imported on first use: search and admin work without it
 
-            with self._lock:
-                if self._answerer is None:
-                    self._answerer = Answerer(self.settings)
-        return self._answerer
+        return get_answerer(self.settings)
 
     def close(self) -> None:
         self.gate.close()
@@ -73,13 +78,14 @@ _built: dict[str, Services] = {}
 _built_lock = threading.Lock()
 
 
-def services_for(settings: Settings) -> Services:
-    """The one Services for these settings in this process (equal settings share it)."""
+def services_for(settings: Settings, make_gate: GateFactory = local_gate) -> Services:
+    """The one Services for these settings in this process (equal settings share it); `make_gate` is used only
+    when they are built here."""
     key = settings.model_dump_json()
     with _built_lock:
         services = _built.get(key)
         if services is None:
-            services = _built[key] = Services(settings)
+            services = _built[key] = Services(settings, make_gate)
         return services
 
 

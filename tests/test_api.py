@@ -525,7 +525,7 @@ def test_llm_gate_queues_up_to_its_depth_then_refuses():
         assert gate.pending == 0
 
         async def collect(items):
-            return [item async for item in gate.stream(items)]
+            return [item async for item in await gate.stream(items)]
 
         assert asyncio.run(collect(lambda: iter(["a", "b", "c"]))) == ["a", "b", "c"]
 

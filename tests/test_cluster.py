@@ -1,7 +1,8 @@
 """Penny on a single-node Ray cluster (the optional `cluster` extra): ingestion through Ray equals local ingestion,
 a parse task or an embedder actor that dies is retried, two Serve replicas both answer and both serve a version
-published after they started. Skipped when ray is not installed; one Ray instance for the
-whole module (~5 s to start, ~800 MiB), two cores."""
+published after they started, and the LLM runs in its own deployment, which neither API replica duplicates, behind
+a bounded queue. Skipped when ray is not installed; one Ray instance for the whole module (~5 s to start,
+~800 MiB), two cores."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from api_support import LEAVE_QUESTION, build_corpus, free_port, key
+from api_support import LEAVE_QUESTION, LLM_QUESTION, build_corpus, free_port, key
 from sqlalchemy import select
 
-from api.serve import REPLICA_HEADER, start_replicas
+from answer.llm import resolve_model
+from api.serve import APP_NAME, LLM_DEPLOYMENT, REPLICA_HEADER, start_replicas
 from ingest.parallel import parse_file
 from ingest.pipeline import IngestRequest, ingest
 from penny import Settings
@@ -154,6 +156,10 @@ def test_an_embedder_actor_that_dies_is_restarted_and_its_batch_embedded(ray_clu
     assert sum(pool.embedded_on.values()) == 2 * len(texts)
 
 
+# two API replicas and the LLM's replica on the two cores of the test's Ray
+HALF_CORES = {"serve_replica_cpus": 0.5, "serve_llm_cpus": 0.5}
+
+
 def by_replica(url: str, path: str, body: dict, headers: dict, wanted: int = 2, tries: int = 40) -> dict[str, dict]:
     """The last JSON each replica returned for the same request, sent in pairs until `wanted` replicas answered."""
     from concurrent.futures import ThreadPoolExecutor
@@ -174,7 +180,7 @@ def by_replica(url: str, path: str, body: dict, headers: dict, wanted: int = 2, 
 def test_two_replicas_both_answer_and_both_serve_a_newly_published_version(ray_cluster, tmp_path):
     from ray import serve
 
-    settings = build_corpus(tmp_path)
+    settings = build_corpus(tmp_path, **HALF_CORES)
     headers = key(settings, "ana", ["everyone"])
     url = start_replicas(settings, 2, "127.0.0.1", free_port())
     try:
@@ -197,5 +203,83 @@ def test_two_replicas_both_answer_and_both_serve_a_newly_published_version(ray_c
                     switched[replica] = body
         assert set(switched) == set(before)  # both replicas serve the new version, neither restarted
         assert all(b["passages"][0]["source_path"] == str(new.resolve()) for b in switched.values())
+    finally:
+        serve.shutdown()
+
+
+def replica_processes(deployment: str) -> list[int]:
+    """Process ids of the replicas of one of Penny's deployments on this machine (Ray titles each process
+    `ray::ServeReplica:APP:DEPLOYMENT`)."""
+    title = f"ServeReplica:{APP_NAME}:{deployment}".encode()
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if title in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:  # the process ended while we looked
+            continue
+    return found
+
+
+def maps(pid: int, path: Path) -> bool:
+    """Whether process `pid` has the file mapped into memory, as llama.cpp maps a model it loaded."""
+    return str(path.resolve()) in Path(f"/proc/{pid}/maps").read_text()
+
+
+def chat(url: str, headers: dict, stream: bool = False) -> httpx.Response:
+    body = {"message": LLM_QUESTION, "use_cache": False}
+    return httpx.post(f"{url}/v1/chat?stream={str(stream).lower()}", json=body, headers=headers, timeout=120)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_the_llm_answers_in_its_own_deployment_behind_a_bounded_queue(ray_cluster, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray import serve
+
+    from api.llm_remote import RemoteLlmGate
+    from api.metrics import Metrics
+
+    settings = build_corpus(tmp_path, llm_queue_depth=0, llm_max_tokens=24, **HALF_CORES)
+    headers = key(settings, "ana", ["everyone"])
+    url = start_replicas(settings, 2, "127.0.0.1", free_port())
+    try:
+        answered = chat(url, headers)
+        assert answered.status_code == 200, answered.text
+        answer = answered.json()["answer"]
+        assert answer["path"] == "llm" and answer["cost"]["llm_prompt_tokens"] > 0
+        streamed = chat(url, headers, stream=True)
+        events = [block for block in streamed.text.split("\n\n") if block]
+        assert events[-1].startswith("event: answer") and '"path":"llm"' in events[-1], events[-1]
+        assert any(block.startswith("event: delta") for block in events)
+
+        model = resolve_model(settings)
+        api, llm = replica_processes("api"), replica_processes(LLM_DEPLOYMENT)
+        assert len(api) == 2 and len(llm) == 1
+        assert maps(llm[0], model)  # the LLM's replica loaded the model...
+        assert not any(maps(pid, model) for pid in api)  # ...and neither API replica did
+
+        # The LLM's one place (queue depth 0) held from here, through a gate like the replicas', as a long
+        # generation would hold it
+        marker = tmp_path / "generating"
+        gate = RemoteLlmGate(serve.get_deployment_handle(LLM_DEPLOYMENT, APP_NAME), 0, Metrics())
+        held = gate.submit(subprocess.run, ["sh", "-c", f"touch {marker} && sleep 8"])
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists()
+        with ThreadPoolExecutor(4) as pool:
+            responses = list(pool.map(lambda _: chat(url, headers), range(4)))
+        assert held.result(60).returncode == 0 and gate.pending == 0
+        gate.close()
+        refused = [r for r in responses if r.status_code == 503]
+        # one request may wait at each API replica (Ray Serve's least per-caller queue); the rest are refused
+        assert 2 <= len(refused) <= 3, [r.status_code for r in responses]
+        for response in refused:
+            assert response.json()["error"]["code"] == "llm_busy"
+            assert int(response.headers["retry-after"]) >= 1
+        waited = [r for r in responses if r.status_code != 503]
+        assert all(r.status_code == 200 and r.json()["answer"]["path"] == "llm" for r in waited)
     finally:
         serve.shutdown()
