@@ -208,9 +208,10 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)  # every read stops here, whatever the file's size says
     # folders whose files POST /v1/ingest may read, besides DATA_DIR/uploads; `penny ingest` reads what it is given
     ingest_roots: list[Path] = []
-    # decompression bombs: a .docx is a ZIP whose members are checked before anything is unpacked
-    max_unpacked_bytes: int = Field(200 * 1024 * 1024, ge=1)  # all members together, as the archive declares them
-    max_compression_ratio: float = Field(100.0, ge=1.0)  # unpacked / packed, for any member over 1 MiB unpacked
+    # decompression bombs: a .docx (a ZIP) is judged from its directory, a PDF by inflating its streams a step at a
+    # time; both before parsing
+    max_unpacked_bytes: int = Field(200 * 1024 * 1024, ge=1)  # all members, or all text streams, together
+    max_compression_ratio: float = Field(100.0, ge=1.0)  # unpacked / packed, for any member or stream over 1 MiB
     # ~5x the largest document of the 1,610-file OpenShift docs; bounds what one small file can cost to index
     max_chunks_per_document: int = Field(5000, ge=1)
     ingest_nice: int = Field(10, ge=0, le=19)  # the API's ingestion jobs run in their own process, this much niced
