@@ -226,6 +226,14 @@ def maps(pid: int, path: Path) -> bool:
     return str(path.resolve()) in Path(f"/proc/{pid}/maps").read_text()
 
 
+def wait_for(condition, seconds: float) -> None:
+    """Poll `condition` until it holds; fail the test if it does not within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"still false after {seconds} s: {condition}"
+        time.sleep(0.1)
+
+
 def chat(url: str, headers: dict, stream: bool = False) -> httpx.Response:
     body = {"message": LLM_QUESTION, "use_cache": False}
     return httpx.post(f"{url}/v1/chat?stream={str(stream).lower()}", json=body, headers=headers, timeout=120)
@@ -261,16 +269,20 @@ def test_the_llm_answers_in_its_own_deployment_behind_a_bounded_queue(ray_cluste
         assert not any(maps(pid, model) for pid in api)  # ...and neither API replica did
 
         # The LLM's one place (queue depth 0) held from here, through a gate like the replicas', as a long
-        # generation would hold it
-        marker = tmp_path / "generating"
+        # generation would hold it, until the test lets go: a fixed hold could end before slow requests
+        # reach the LLM, and then they would be served instead of refused
+        marker, release = tmp_path / "generating", tmp_path / "release"
+        hold = f"touch {marker}; i=0; while [ ! -e {release} ] && [ $i -lt 1800 ]; do sleep 0.1; i=$((i+1)); done"
         gate = RemoteLlmGate(serve.get_deployment_handle(LLM_DEPLOYMENT, APP_NAME), 0, Metrics())
-        held = gate.submit(subprocess.run, ["sh", "-c", f"touch {marker} && sleep 8"])
-        deadline = time.monotonic() + 30
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert marker.exists()
+        held = gate.submit(subprocess.run, ["sh", "-c", hold])
+        wait_for(marker.exists, 30)
         with ThreadPoolExecutor(4) as pool:
-            responses = list(pool.map(lambda _: chat(url, headers), range(4)))
+            pending = [pool.submit(chat, url, headers) for _ in range(4)]
+            try:  # the refusals come back at once while the place is held; the others wait for it
+                wait_for(lambda: sum(f.done() for f in pending) >= 2, 120)
+            finally:
+                release.touch()
+            responses = [f.result() for f in pending]
         assert held.result(60).returncode == 0 and gate.pending == 0
         gate.close()
         refused = [r for r in responses if r.status_code == 503]
