@@ -30,6 +30,8 @@ from pathlib import Path
 
 import httpx
 
+from eval.metrics import percentile
+
 REPO = Path(__file__).resolve().parents[1]
 PENNY = str(Path(sys.executable).with_name("penny"))
 
@@ -43,13 +45,12 @@ class Phase:
     seconds: float = 0.0
 
     def row(self) -> str:
-        ms = sorted(x * 1000 for x in self.latencies)
+        ms = [x * 1000 for x in self.latencies]
         if not ms:
             return f"| {self.name} | {self.clients} | 0 | - | - | - | - | {self.errors} |"
-        pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
         return (
-            f"| {self.name} | {self.clients} | {len(ms)} | {len(ms) / self.seconds:.1f} | {pick(0.5):.0f} | "
-            f"{pick(0.95):.0f} | {pick(0.99):.0f} | {self.errors or ''} |"
+            f"| {self.name} | {self.clients} | {len(ms)} | {len(ms) / self.seconds:.1f} | {percentile(ms, 50):.0f} | "
+            f"{percentile(ms, 95):.0f} | {percentile(ms, 99):.0f} | {self.errors or ''} |"
         )
 
 
@@ -203,9 +204,9 @@ async def run(args, url: str, token: str, passages: list[str], llm: list[str], d
     answered = sorted(load.answered)
     print(
         f"\nLLM load: {llm_clients} clients against queue depth {depth} over {llm_seconds:.0f} s: "
-        f"{len(answered)} LLM answers (p50 {statistics.median(answered) if answered else float('nan'):.1f} s), "
+        f"{len(answered)} LLM answers (p50 {percentile(answered, 50) if answered else float('nan'):.1f} s), "
         f"{load.refused} refused with 503 (Retry-After median "
-        f"{statistics.median(load.retry_after) if load.retry_after else 0:.0f} s), "
+        f"{percentile(load.retry_after, 50) if load.retry_after else 0:.0f} s), "
         f"queue gauge max {max(load.queue_seen, default=0):.0f}, mean {statistics.fmean(load.queue_seen or [0]):.1f}"
     )
 

@@ -25,7 +25,6 @@ import random
 import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from pathlib import Path
 import httpx
 
 from eval.bench_ingest import DEFAULT_FOLDER, sample_folder
+from eval.metrics import percentile
 
 REPO = Path(__file__).resolve().parents[1]
 PENNY = str(Path(sys.executable).with_name("penny"))
@@ -190,11 +190,11 @@ def load(url: str, key: str, questions: list[str], clients: int, seconds: float)
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     wall = time.perf_counter() - started
-    ordered = sorted(latencies) or [float("nan")]
+    ms = [1000 * x for x in latencies]
     return {
         "answers_per_s": len(latencies) / wall,
-        "p50_ms": 1000 * statistics.median(ordered),
-        "p95_ms": 1000 * ordered[int(0.95 * (len(ordered) - 1))],
+        "p50_ms": percentile(ms, 50) if ms else float("nan"),
+        "p95_ms": percentile(ms, 95) if ms else float("nan"),
         "replicas": dict(replicas),
         "failures": dict(failures),
     }

@@ -14,7 +14,6 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from eval.metrics import percentile
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDER = REPO.parent / "shared" / "data" / "ocp-4.15" / "docs"
@@ -76,7 +77,7 @@ def bm25_side_by_side(data_dir: Path, queries: list[str]) -> list[tuple[str, flo
             scores = index.scores(query)
             np.argpartition(-scores, 10)[:10]
             timings.append((time.perf_counter() - started) * 1000)
-        rows.append((backend, build, statistics.median(timings), float(np.percentile(timings, 95))))
+        rows.append((backend, build, percentile(timings, 50), percentile(timings, 95)))
     return rows
 
 

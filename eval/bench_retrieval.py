@@ -21,7 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from eval.metrics import answer_token_recall, mean, ndcg_at_k, recall_at_k, reciprocal_rank
+from eval.metrics import answer_token_recall, mean, ndcg_at_k, percentile, recall_at_k, reciprocal_rank
 from eval.retrieval_devsets import DevSet, dev_sets
 from eval.retrieval_runs import QueryRun, collect_cached, confidence_rows, ranked_positions, reliability
 from penny import Settings
@@ -346,8 +346,8 @@ def latency(searcher: Searcher, queries: list[str], repeats: int = 1) -> dict[st
             times.append((time.perf_counter() - t0) * 1000)
     elapsed = time.perf_counter() - started
     return {
-        "p50_ms": float(np.percentile(times, 50)),
-        "p95_ms": float(np.percentile(times, 95)),
+        "p50_ms": percentile(times, 50),
+        "p95_ms": percentile(times, 95),
         "qps": len(times) / elapsed,
     }
 
@@ -407,7 +407,7 @@ def main() -> None:
                 f"{check_searcher_matches(devset, runs, searcher):.0%} of 50 queries"
             )
 
-    from eval.bench_scale import ann_recall_on_real, embedding_threads_side_by_side, print_latency, scale_latency
+    from eval.scale_runs import ann_recall_on_real, embedding_threads_side_by_side, print_latency, scale_latency
 
     figures = {"quality": results, "fusion": str(shipped)}
     rows = []
