@@ -3,10 +3,12 @@ in the LLM's own Ray Serve deployment ("llm", api/serve.py), so API replicas hol
 on their cores, not the LLM's.
 
 The work and its arguments travel to the LLM replica by pickle: module-level functions (api.answering.generate)
-with the settings and the plan, never something bound to this process. The queue is Ray Serve's: an LLM replica
-takes PENNY_LLM_QUEUE_DEPTH + 1 requests (one generating, the rest waiting in its worker), one more may wait
-at each API replica (Ray's least `max_queued_requests`), and the next is refused with Ray's BackPressureError, which
-becomes the API's 503 `llm_busy` with a Retry-After, as the local gate's refusal does.
+with the settings and the plan, never something bound to this process. The queue is bounded twice. Each API
+replica sends at most PENNY_LLM_QUEUE_DEPTH + 1 requests to the LLM at once and refuses the next itself: Ray
+Serve's `max_queued_requests` alone did not bound it (its count is per router, a handle's options make another
+router, and under load four requests waited behind a limit of one). An LLM replica takes PENNY_LLM_QUEUE_DEPTH + 1
+requests (one generating, the rest waiting in its worker), and Ray's BackPressureError refuses what its routers
+cannot place. Either refusal becomes the API's 503 `llm_busy` with a Retry-After, as the local gate's does.
 
 Ray is imported here: only api/serve.py imports this module, inside a replica.
 """
@@ -39,6 +41,7 @@ class RemoteLlmGate:
         self._llm = llm
         self._streaming = llm.options(stream=True)
         self.queue_depth = queue_depth
+        self.capacity = queue_depth + 1  # this replica's requests in the LLM deployment at once
         self.metrics = metrics
         self._lock = threading.Lock()
         self._pending = 0
@@ -51,13 +54,21 @@ class RemoteLlmGate:
         return self._pending
 
     def submit(self, work: Callable[..., T], *args: Any) -> Future[T]:
-        """Send `work(*args)` to the LLM deployment from synchronous code; the future fails with the 503 ApiError
-        when the deployment's queue is full."""
-        response = self._llm.run.remote(work, *args)
+        """Send `work(*args)` to the LLM deployment from synchronous code. Raises the 503 ApiError when this replica
+        has its share of the deployment already; the future fails with it when the deployment's queue is full."""
+        started = self._enter()
+        try:
+            response = self._llm.run.remote(work, *args)
+        except BaseException:
+            self._leave(started)
+            raise
 
         def wait() -> T:
-            with self._counted(), self._translated():
-                return response.result()
+            try:
+                with self._translated():
+                    return response.result()
+            finally:
+                self._leave(started)
 
         return self._waiters.submit(wait)
 
@@ -94,7 +105,11 @@ class RemoteLlmGate:
         self._waiters.shutdown(wait=False, cancel_futures=True)
 
     def _enter(self) -> float:
+        """Count a request in, or refuse it when this replica has `capacity` in the deployment already."""
         with self._lock:
+            if self._pending >= self.capacity:
+                self.metrics.llm_rejected.inc()
+                raise self._busy(f"this API replica has {self._pending} requests there already")
             self._pending += 1
             self.metrics.llm_queue.set(self._pending)
         return time.monotonic()
@@ -120,18 +135,21 @@ class RemoteLlmGate:
             yield
         except BackPressureError as exc:
             self.metrics.llm_rejected.inc()
-            retry = max(1, round(self._recent_seconds))
-            raise ApiError(
-                503,
-                "llm_busy",
-                f"the local language model is busy (its deployment's queue is full; PENNY_LLM_QUEUE_DEPTH is "
-                f"{self.queue_depth} per LLM replica); retry in about {retry} s",
-                {"Retry-After": str(retry)},
-            ) from exc
+            raise self._busy("its deployment's queue is full") from exc
         except RayTaskError as exc:
             if exc.cause is None:
                 raise
             raise exc.cause from None
+
+    def _busy(self, why: str) -> ApiError:
+        retry = max(1, round(self._recent_seconds))
+        return ApiError(
+            503,
+            "llm_busy",
+            f"the local language model is busy ({why}; PENNY_LLM_QUEUE_DEPTH is {self.queue_depth}); "
+            f"retry in about {retry} s",
+            {"Retry-After": str(retry)},
+        )
 
 
 def remote_gate(llm: DeploymentHandle) -> GateFactory:

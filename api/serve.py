@@ -95,7 +95,7 @@ def penny_application(settings: Settings, replicas: int):
         num_replicas=settings.serve_llm_replicas,
         ray_actor_options={"num_cpus": settings.serve_llm_cpus},
         max_ongoing_requests=settings.llm_queue_depth + 1,  # one generating, the rest waiting in its worker
-        max_queued_requests=1,  # at each caller, Ray's least: beyond it a request is refused at once (503)
+        max_queued_requests=1,  # per router, Ray's least; RemoteLlmGate bounds each API replica itself
     )
     api = serve.deployment(
         serve.ingress()(PennyReplica),

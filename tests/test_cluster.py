@@ -286,7 +286,7 @@ def test_the_llm_answers_in_its_own_deployment_behind_a_bounded_queue(ray_cluste
         assert held.result(60).returncode == 0 and gate.pending == 0
         gate.close()
         refused = [r for r in responses if r.status_code == 503]
-        # one request may wait at each API replica (Ray Serve's least per-caller queue); the rest are refused
+        # each API replica has at most one request (queue depth 0 + 1) in the LLM deployment; the rest are refused
         assert 2 <= len(refused) <= 3, [r.status_code for r in responses]
         for response in refused:
             assert response.json()["error"]["code"] == "llm_busy"
