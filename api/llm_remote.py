@@ -108,7 +108,6 @@ class RemoteLlmGate:
         """Count a request in, or refuse it when this replica has `capacity` in the deployment already."""
         with self._lock:
             if self._pending >= self.capacity:
-                self.metrics.llm_rejected.inc()
                 raise self._busy(f"this API replica has {self._pending} requests there already")
             self._pending += 1
             self.metrics.llm_queue.set(self._pending)
@@ -134,7 +133,6 @@ class RemoteLlmGate:
         try:
             yield
         except BackPressureError as exc:
-            self.metrics.llm_rejected.inc()
             raise self._busy("its deployment's queue is full") from exc
         except RayTaskError as exc:
             if exc.cause is None:
@@ -142,6 +140,8 @@ class RemoteLlmGate:
             raise exc.cause from None
 
     def _busy(self, why: str) -> ApiError:
+        """The refusal a client gets, counted as one."""
+        self.metrics.llm_rejected.inc()
         retry = max(1, round(self._recent_seconds))
         return ApiError(
             503,

@@ -21,7 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from eval.metrics import answer_token_recall, mean, ndcg_at_k, percentile, recall_at_k, reciprocal_rank
+from eval.metrics import answer_token_recall, latency_figures, mean, ndcg_at_k, recall_at_k, reciprocal_rank
 from eval.retrieval_devsets import DevSet, dev_sets
 from eval.retrieval_runs import QueryRun, collect_cached, confidence_rows, ranked_positions, reliability
 from penny import Settings
@@ -344,12 +344,7 @@ def latency(searcher: Searcher, queries: list[str], repeats: int = 1) -> dict[st
             t0 = time.perf_counter()
             searcher.search(query, 10)
             times.append((time.perf_counter() - t0) * 1000)
-    elapsed = time.perf_counter() - started
-    return {
-        "p50_ms": percentile(times, 50),
-        "p95_ms": percentile(times, 95),
-        "qps": len(times) / elapsed,
-    }
+    return latency_figures(times, time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------- main

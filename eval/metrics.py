@@ -87,3 +87,12 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     there are no values. Every latency percentile in eval is this one."""
     values = list(values)
     return float(np.percentile(values, q)) if values else None
+
+
+def latency_figures(times_ms: list[float], elapsed_seconds: float) -> dict[str, float | None]:
+    """p50 and p95 of timed calls (milliseconds) and their rate over the wall time they took together."""
+    return {
+        "p50_ms": percentile(times_ms, 50),
+        "p95_ms": percentile(times_ms, 95),
+        "qps": len(times_ms) / elapsed_seconds,
+    }

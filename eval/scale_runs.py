@@ -18,7 +18,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from eval.metrics import percentile
+from eval.metrics import latency_figures, percentile
 from eval.retrieval_devsets import CACHE, DevSet, dev_sets, settings_for
 from eval.retrieval_runs import row_info
 from penny import Settings
@@ -160,12 +160,7 @@ def time_core(searcher: Searcher, snapshot, queries: list[str], with_embedding: 
         order = fold_duplicates(snapshot, candidates.rows, fused)[:10]
         features_from_candidates(query, candidates, fused, order, query)
         times.append((time.perf_counter() - t0) * 1000)
-    elapsed = time.perf_counter() - started
-    return {
-        "p50_ms": percentile(times, 50),
-        "p95_ms": percentile(times, 95),
-        "qps": len(times) / elapsed,
-    }
+    return latency_figures(times, time.perf_counter() - started)
 
 
 def embedding_threads_side_by_side(searcher: Searcher, queries: list[str]) -> list[tuple[str, dict[str, float]]]:
