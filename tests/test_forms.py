@@ -85,6 +85,21 @@ def test_a_rule_is_answered_by_its_sentence(embedder):
     assert shaped.text == "Full-time employees receive 25 days of paid annual leave per leave year."
 
 
+DRAIN = """Draining a node evicts its pods before maintenance.
+The scheduler places evicted pods on the remaining nodes that have capacity.
+A pod disruption budget can stop an eviction while too few replicas would be left running.
+When maintenance is over, mark the node schedulable again."""
+
+
+def test_prose_whose_answer_spreads_over_its_sentences_is_answered_whole(embedder):
+    question = "What happens to evicted pods and replicas when a node is drained for maintenance?"
+    shaped = answer(embedder, question, DRAIN)
+    assert (shaped.form, shaped.start, shaped.end, shaped.text) == ("passage", 0, len(DRAIN), DRAIN)
+    shaped = answer(embedder, "Which pods does draining a node evict before maintenance?", DRAIN)
+    assert shaped.form == "sentence"
+    assert shaped.text == "Draining a node evicts its pods before maintenance."
+
+
 def test_the_whole_passage_when_asked_for(embedder):
     shaped = answer(embedder, "How many days of annual leave do full-time employees get?", LEAVE, mode="passage")
     assert (shaped.form, shaped.start, shaped.end, shaped.text) == ("passage", 0, len(LEAVE), LEAVE)
@@ -116,7 +131,9 @@ def test_question_types():
     assert question_type("Who has to sign off an expense claim?") == "name"
     assert question_type("How do I install the CLI on Linux?") == "block"
     assert question_type("What are the main components of the control plane?") == "block"
-    assert question_type("What is the average excess tax benefits in 2018?") == "other"
+    assert question_type("What is the average excess tax benefits in 2018?") == "figure"
+    assert question_type("What was the change in interest expense between 2017 and 2018?") == "figure"
+    assert question_type("Which pods does draining a node evict?") == "other"
     assert question_type("Why is the registry read-only?") == "explain"
 
 
