@@ -51,13 +51,16 @@ def route_inputs(
 
 
 def route(inputs: RouteInputs, policy: Policy) -> Route:
-    """Abstain when nothing was found or retrieval is below the floor (nothing answers); else the LLM where it is
-    expected to be right and the passage answer not (its expected gain reaches `min_gain`, or the question combines
-    facts, which one passage answer rarely does), else the passage answer."""
-    if not inputs.has_passages or inputs.confidence < policy.abstain_floor:
+    """Abstain when nothing was found. Below the confidence floor, the LLM reads the passages and either answers or
+    declines (Penny then abstains): retrieval's confidence alone cannot tell a question the documents do not answer
+    from one a new corpus's passages answer with little confidence; with the LLM off (min_gain 1) it abstains.
+    Otherwise the LLM where it is expected to be right and the passage answer not (its expected gain reaches
+    `min_gain`, or the question combines facts, which one passage answer rarely does), else the passage answer."""
+    if not inputs.has_passages:
         return "abstain"
+    below_floor = inputs.confidence < policy.abstain_floor
     if policy.min_gain >= 1.0:
-        return "passages"
-    if inputs.combines or inputs.p_llm - inputs.p_passage >= policy.min_gain - 1e-9:  # 0.3 - 0.2 < 0.1 in floats
+        return "abstain" if below_floor else "passages"
+    if below_floor or inputs.combines or inputs.p_llm - inputs.p_passage >= policy.min_gain - 1e-9:  # 0.3-0.2<0.1
         return "llm"
     return "passages"

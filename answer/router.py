@@ -391,6 +391,8 @@ class Answerer:
                     raise
                 if not can_escalate:
                     work.flags.append(f"llm_unavailable:{exc.code}")
+                    if (result.confidence or 0.0) < self.settings.abstain_floor:
+                        return self._abstain(work, result)  # below the floor only the LLM could have answered
                     return self._passages(work, result)
                 work.flags.append("llm_unavailable")
             else:

@@ -215,7 +215,7 @@ def test_passage_answers_never_load_the_llm(corpus):
 
 
 def test_abstain_path_says_so_and_lists_closest_documents(corpus):
-    settings = make_settings(corpus, router_min_gain=-1.0, abstain_floor=1.0)
+    settings = make_settings(corpus, router_min_gain=1.0, abstain_floor=1.0)  # below the floor, no LLM: abstain
     answer = Answerer(settings).answer("How long must passwords be?", groups=["everyone"], use_cache=False)
     assert answer.path == "abstain"
     assert "do not answer" in answer.text
@@ -233,8 +233,13 @@ def test_the_router_follows_the_policy_on_its_estimates(corpus):
     assert answer.path == "passages" and any(flag.startswith("llm_unavailable") for flag in answer.flags)
     never = make_settings(corpus, router_min_gain=1.0, abstain_floor=0.0)
     assert Answerer(never).answer(LEAVE_QUESTION, use_cache=False).path == "passages"
-    floor = make_settings(corpus, router_min_gain=-1.0, abstain_floor=min(1.0, confidence + 0.01))
+    above = min(1.0, confidence + 0.01)
+    floor = make_settings(corpus, router_min_gain=1.0, abstain_floor=above)
     assert Answerer(floor).answer(LEAVE_QUESTION, use_cache=False).path == "abstain"
+    # below the floor the LLM decides; with no model to ask, Penny abstains rather than answer from the passages
+    floor = make_settings(corpus, router_min_gain=0.2, abstain_floor=above, llm_model="/nonexistent/model.gguf")
+    answer = Answerer(floor).answer(LEAVE_QUESTION, use_cache=False)
+    assert answer.path == "abstain" and any(flag.startswith("llm_unavailable") for flag in answer.flags)
     default = Answerer(make_settings(corpus))
     plan = default.plan(LEAVE_QUESTION, use_cache=False)
     inputs = route_inputs(LEAVE_QUESTION, True, plan.result.confidence, plan.p_passage, plan.p_llm)

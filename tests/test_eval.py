@@ -192,9 +192,11 @@ def _paired():
 def test_replay_router_follows_the_router_policy():
     passages, llm = _paired()
     routed = replay_router(passages, llm, min_gain=0.2, abstain_floor=0.2)
-    # 1: gain -0.2 -> passages; 2: gain 0.3 -> llm; 3: 0.1 < floor -> abstain; 4: combines facts -> llm
-    assert [r["path"] for r in routed] == ["passages", "llm", "abstain", "llm"]
-    assert routed[2]["correct"] is False and routed[2]["cost"] == passages[2]["cost"]
+    # 1: gain -0.2 -> passages; 2: gain 0.3 -> llm; 3: 0.1 < floor -> the LLM decides; 4: combines facts -> llm
+    assert [r["path"] for r in routed] == ["passages", "llm", "llm", "llm"]
+    never = replay_router(passages, llm, min_gain=1.0, abstain_floor=0.2)  # with the LLM off, below the floor abstains
+    assert [r["path"] for r in never] == ["passages", "passages", "abstain", "passages"]
+    assert never[2]["correct"] is False and never[2]["cost"] == passages[2]["cost"]
 
 
 def test_sweep_finds_the_cheapest_min_gain_as_good_as_always_llm():
@@ -205,12 +207,11 @@ def test_sweep_finds_the_cheapest_min_gain_as_good_as_always_llm():
     assert result["always_llm"]["accuracy"] == 0.75 and result["passages_only"]["accuracy"] == 0.5
     assert result["always_llm"]["cost_per_answer_usd"] == pytest.approx(1e-4)
     by_gain = {p["threshold"]: p for p in result["points"]}
-    # every min gain < 1 abstains on 3 and sends 4 (combines) to the LLM, wrong: 0.5 with 2 by the LLM (gain 0.3)
-    assert by_gain[0.3]["accuracy"] == 0.5 and by_gain[0.3]["llm_share"] == 0.5
-    assert by_gain[0.4]["accuracy"] == 0.25 and by_gain[0.4]["llm_share"] == 0.25
-    assert by_gain[1.0]["llm_share"] == 0.0  # never the LLM
-    assert result["operating_point"] is None  # always-LLM's 0.75 needs q3, which the floor abstains on
-    best = sweep(records, abstain_floor=0.0)["operating_point"]  # with no floor q3 goes to the LLM (gain 0.8)
+    # every min gain < 1 sends 3 (below the floor) and 4 (combines, wrong) to the LLM; 2 too up to its gain of 0.3
+    assert by_gain[0.3]["accuracy"] == 0.75 and by_gain[0.3]["llm_share"] == 0.75
+    assert by_gain[0.4]["accuracy"] == 0.5 and by_gain[0.4]["llm_share"] == 0.5
+    assert by_gain[1.0]["llm_share"] == 0.0 and by_gain[1.0]["accuracy"] == 0.5  # never the LLM: 3 abstains
+    best = result["operating_point"]
     assert best["accuracy"] == 0.75 and best["threshold"] == 0.3
     assert best["cost_per_answer_usd"] == pytest.approx((1e-6 + 3e-4) / 4)
 

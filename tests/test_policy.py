@@ -19,7 +19,8 @@ def inputs(confidence=0.8, p_passage=0.5, p_llm=0.5, combines=False, found=True)
     ("given", "policy", "expected"),
     [
         (inputs(found=False), POLICY, "abstain"),
-        (inputs(confidence=0.1, p_llm=0.9, p_passage=0.0), POLICY, "abstain"),  # nothing answers: below the floor
+        (inputs(confidence=0.1, p_llm=0.0, p_passage=0.9), POLICY, "llm"),  # below the floor: the LLM decides
+        (inputs(confidence=0.1, p_passage=0.9), Policy(abstain_floor=0.2, min_gain=1.0), "abstain"),  # no LLM
         (inputs(confidence=0.2, p_passage=0.2, p_llm=0.3), POLICY, "llm"),  # the floor itself answers; gain 0.1
         (inputs(p_passage=0.2, p_llm=0.29), POLICY, "passages"),  # gain below min_gain
         (inputs(p_passage=0.6, p_llm=0.5), POLICY, "passages"),  # the LLM is not expected to do better
@@ -62,9 +63,13 @@ def test_the_sweep_replays_the_same_policy():
     ]
     passages = [_record(q, "passages", text, c, pp, pl) for q, text, c, pp, pl in questions]
     llm = [_record(q, "llm", text, c, pp, pl) for q, text, c, pp, pl in questions]
-    replayed = [r["strategy"] for r in replay_router(passages, llm, min_gain=0.1, abstain_floor=0.2)]
-    expected = [route(route_inputs(text, True, c, pp, pl), POLICY) for _, text, c, pp, pl in questions]
-    assert replayed[:3] == expected[:3] == ["passages", "llm", "llm"] and expected[3] == "abstain"
+    for policy in (POLICY, Policy(abstain_floor=0.2, min_gain=1.0)):
+        replayed = replay_router(passages, llm, policy.min_gain, policy.abstain_floor)
+        paths = [r["path"] for r in replayed]
+        expected = [route(route_inputs(text, True, c, pp, pl), policy) for _, text, c, pp, pl in questions]
+        assert paths == expected
+    assert expected == ["passages", "passages", "passages", "abstain"]
+    assert [r["path"] for r in replay_router(passages, llm, 0.1, 0.2)] == ["passages", "llm", "llm", "llm"]
 
 
 def test_the_packaged_estimate_loads_and_rises_with_the_evidence():

@@ -112,7 +112,7 @@ def test_an_abstention_naming_hidden_documents_is_hidden_from_a_narrower_key(set
     """An abstain answer lists the closest documents by title: they count as what the answer rests on."""
     k1 = key(settings, "dave", ["finance", "everyone"])
     k2 = key(settings, "dave", ["everyone"])
-    strict = settings.model_copy(update={"abstain_floor": 1.0})  # every answer abstains
+    strict = settings.model_copy(update={"abstain_floor": 1.0, "router_min_gain": 1.0})  # every answer abstains
     with TestClient(create_app(strict)) as abstaining:
         first = abstaining.post("/v1/chat", json={"message": BLUEFIN_QUESTION, "use_cache": False}, headers=k1)
     answer = first.json()["answer"]
