@@ -112,7 +112,10 @@ def served(data_dir: Path, replicas: int | None, port: int, cluster: str):
     args = [PENNY, "serve", "--port", str(port)]
     if replicas:
         args += ["--replicas", str(replicas), "--cluster", cluster]
-    env = {**os.environ, "PENNY_DATA_DIR": str(data_dir), "PENNY_ROUTER_MIN_GAIN": "1"}
+    # 2 API replicas and the LLM deployment reserve 3 CPUs at 1 each: on 2 cores the second replica never started
+    # and every answer came from the first. The LLM is off here, so half a CPU each fits them all.
+    halves = {"PENNY_SERVE_REPLICA_CPUS": "0.5", "PENNY_SERVE_LLM_CPUS": "0.5"}
+    env = {**halves, **os.environ, "PENNY_DATA_DIR": str(data_dir), "PENNY_ROUTER_MIN_GAIN": "1"}
     started = time.perf_counter()
     log = tempfile.TemporaryFile()  # not a pipe: Ray's logs would fill it and block the server
     process = subprocess.Popen(args, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -127,6 +130,20 @@ def served(data_dir: Path, replicas: int | None, port: int, cluster: str):
             process.kill()
             process.wait()
         log.close()
+        wait_gone(f"http://127.0.0.1:{port}")
+
+
+def wait_gone(url: str, timeout: float = 60) -> None:
+    """Until nothing answers at `url`: Ray Serve's proxy can outlive `penny serve` for a while, and the next stage's
+    readiness check would find it (it once "started" 2 replicas in 0.1 s, all answers from one old replica)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/readyz", timeout=1)
+        except httpx.HTTPError:
+            return
+        time.sleep(0.5)
+    sys.exit(f"something still answers at {url} {timeout:.0f} s after its penny serve ended")
 
 
 def wait_ready(url: str, process: subprocess.Popen, log, timeout: float = 300) -> None:
