@@ -6,7 +6,7 @@ figures the sweep reports are the router's own.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Route = Literal["passages", "llm", "abstain"]
@@ -64,3 +64,8 @@ def route(inputs: RouteInputs, policy: Policy) -> Route:
     if below_floor or inputs.combines or inputs.p_llm - inputs.p_passage >= policy.min_gain - 1e-9:  # 0.3-0.2<0.1
         return "llm"
     return "passages"
+
+
+def route_without_llm(inputs: RouteInputs, policy: Policy) -> Route:
+    """The route when the chosen LLM cannot run (not installed): the same policy with the LLM off."""
+    return route(inputs, replace(policy, min_gain=1.0))

@@ -26,7 +26,7 @@ from answer.cost import price
 from answer.extract import pick_sentences, score_sentences
 from answer.forms import shape
 from answer.llm import Generation, get_llm
-from answer.policy import COMBINES, Policy, route, route_inputs
+from answer.policy import COMBINES, Policy, route, route_inputs, route_without_llm
 from penny import Answer, BadInput, Citation, Cost, ModelNotFound, Passage, SearchResult, Settings
 from retrieval.catalogue import open_catalogue
 from retrieval.search import Searcher, SearchFilter, get_searcher
@@ -306,9 +306,11 @@ class Answerer:
             return "abstain"
         if plan.strategy != "routed":
             return plan.strategy
-        policy = Policy(abstain_floor=self.settings.abstain_floor, min_gain=self.settings.router_min_gain)
         inputs = route_inputs(plan.work.standalone, True, result.confidence, plan.p_passage, plan.p_llm)
-        return route(inputs, policy)
+        return route(inputs, self._policy())
+
+    def _policy(self) -> Policy:
+        return Policy(abstain_floor=self.settings.abstain_floor, min_gain=self.settings.router_min_gain)
 
     def _rewrite_with_llm(self, work, history, search_filter, strategy, result, path):
         """The heuristic leaned on context and retrieval was not confident: the LLM, which answers next anyway,
@@ -391,8 +393,9 @@ class Answerer:
                     raise
                 if not can_escalate:
                     work.flags.append(f"llm_unavailable:{exc.code}")
-                    if (result.confidence or 0.0) < self.settings.abstain_floor:
-                        return self._abstain(work, result)  # below the floor only the LLM could have answered
+                    inputs = route_inputs(work.standalone, True, result.confidence)
+                    if route_without_llm(inputs, self._policy()) == "abstain":
+                        return self._abstain(work, result)
                     return self._passages(work, result)
                 work.flags.append("llm_unavailable")
             else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from answer.correctness import EVIDENCE, CorrectnessModel
-from answer.policy import Policy, RouteInputs, route, route_inputs
+from answer.policy import Policy, RouteInputs, route, route_inputs, route_without_llm
 from eval.report import replay_router
 
 POLICY = Policy(abstain_floor=0.2, min_gain=0.1)
@@ -80,3 +80,8 @@ def test_the_packaged_estimate_loads_and_rises_with_the_evidence():
         assert strong[0] >= weak[0] and strong[1] >= weak[1], name
     low, high = model.estimate(base | {"confidence": 0.05}), model.estimate(base | {"confidence": 0.95})
     assert 0.0 < low[0] <= high[0] < 1.0
+
+
+def test_without_its_llm_the_route_abstains_below_the_floor_and_answers_from_passages_above():
+    assert route_without_llm(inputs(confidence=0.1, p_llm=0.9), POLICY) == "abstain"
+    assert route_without_llm(inputs(p_passage=0.0, p_llm=1.0, combines=True), POLICY) == "passages"
