@@ -8,7 +8,7 @@
 2. Serving: plain uvicorn, then Ray Serve with 1 and 2 replicas, each loaded for `--seconds` by `--clients`
    concurrent clients asking questions (section headings of the ingested chunks) with the answer cache off and the
    LLM off (PENNY_ROUTER_MIN_GAIN=1: passage answers, what a replica serves most): answers/s, p50 and p95, and how
-   the answers split across replicas.
+   the answers split across replicas. The clients spread over the Serve proxies of `--proxies` (one per node).
 3. New version: with 2 replicas up, one new file ingested; seconds from the job's commit until every replica
    answers from the new version.
 
@@ -107,9 +107,12 @@ def print_disk_per_million(data_dir: Path, chunks: int) -> None:
 
 
 @contextmanager
-def served(data_dir: Path, replicas: int | None, port: int, cluster: str):
-    """`penny serve` (replicas None: plain uvicorn) until the body ends; yields (start-up seconds, its pid)."""
-    args = [PENNY, "serve", "--port", str(port)]
+def served(data_dir: Path, replicas: int | None, hosts: list[str], port: int, cluster: str):
+    """`penny serve` (replicas None: plain uvicorn) until the body ends; yields (start-up seconds, its pid, the base
+    URLs that answer). On several nodes every node's Serve proxy listens on all interfaces, and the URLs are those
+    of `hosts` whose proxy answers (Ray runs one only on a node holding a replica, and on the head)."""
+    listen = "0.0.0.0" if len(hosts) > 1 else hosts[0]
+    args = [PENNY, "serve", "--host", listen, "--port", str(port)]
     if replicas:
         args += ["--replicas", str(replicas), "--cluster", cluster]
     # 2 API replicas and the LLM deployment reserve 3 CPUs at 1 each: on 2 cores the second replica never started
@@ -119,9 +122,11 @@ def served(data_dir: Path, replicas: int | None, port: int, cluster: str):
     started = time.perf_counter()
     log = tempfile.TemporaryFile()  # not a pipe: Ray's logs would fill it and block the server
     process = subprocess.Popen(args, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    urls = [f"http://{host}:{port}" for host in hosts]
     try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
-        yield time.perf_counter() - started, process.pid
+        wait_ready(urls[0], process, log)
+        start = time.perf_counter() - started
+        yield start, process.pid, [urls[0], *(url for url in urls[1:] if replicas and answers(url))]
     finally:
         process.send_signal(signal.SIGINT)  # Serve shuts its replicas down, then Ray
         try:
@@ -130,7 +135,8 @@ def served(data_dir: Path, replicas: int | None, port: int, cluster: str):
             process.kill()
             process.wait()
         log.close()
-        wait_gone(f"http://127.0.0.1:{port}")
+        for url in urls:
+            wait_gone(url)
 
 
 def wait_gone(url: str, timeout: float = 60) -> None:
@@ -144,6 +150,19 @@ def wait_gone(url: str, timeout: float = 60) -> None:
             return
         time.sleep(0.5)
     sys.exit(f"something still answers at {url} {timeout:.0f} s after its penny serve ended")
+
+
+def answers(url: str, timeout: float = 20) -> bool:
+    """Whether `url` becomes ready within `timeout`: a node's proxy starts a little after the first one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def wait_ready(url: str, process: subprocess.Popen, log, timeout: float = 300) -> None:
@@ -162,13 +181,14 @@ def wait_ready(url: str, process: subprocess.Popen, log, timeout: float = 300) -
 
 
 def serving_rss_mb(pid: int, on_ray: bool) -> str:
-    """Resident memory of the processes that answer: the uvicorn process, or each Ray Serve replica's worker."""
+    """Resident memory of the processes that answer: the uvicorn process, or each API replica's worker (Ray names
+    them ServeReplica:APP:DEPLOYMENT; the LLM deployment's replica is left out)."""
     import psutil
 
     if not on_ray:
         return f"{psutil.Process(pid).memory_info().rss / 2**20:.0f}"
     replicas = [
-        p for p in psutil.process_iter(["cmdline"]) if "ServeReplica:penny" in " ".join(p.info["cmdline"] or [])
+        p for p in psutil.process_iter(["cmdline"]) if "ServeReplica:penny:api" in " ".join(p.info["cmdline"] or [])
     ]
     return ", ".join(f"{p.memory_info().rss / 2**20:.0f}" for p in replicas)
 
@@ -180,8 +200,9 @@ def questions_from(data_dir: Path, count: int = 200) -> list[str]:
     return [f"How do I {s.split(' > ')[-1].lower()}?" for s in sections[:count]] or ["How do I install it?"]
 
 
-def load(url: str, key: str, questions: list[str], clients: int, seconds: float) -> dict:
-    """`clients` threads asking in turn for `seconds`: answers/s, latency percentiles, answers per replica."""
+def load(urls: list[str], key: str, questions: list[str], clients: int, seconds: float) -> dict:
+    """`clients` threads asking in turn for `seconds`, client i through `urls[i % len(urls)]` (as a load balancer in
+    front of every node's proxy would spread them): answers/s, latency percentiles, answers per replica."""
     latencies: list[float] = []
     replicas: Counter[str] = Counter()
     failures: Counter[int] = Counter()
@@ -189,6 +210,7 @@ def load(url: str, key: str, questions: list[str], clients: int, seconds: float)
     stop = time.monotonic() + seconds
 
     def client(number: int) -> None:
+        url = urls[number % len(urls)]
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
             turn = number
             while time.monotonic() < stop:
@@ -217,20 +239,23 @@ def load(url: str, key: str, questions: list[str], clients: int, seconds: float)
     }
 
 
-def serving(data_dir: Path, cluster: str, clients: int, seconds: float, port: int) -> None:
+def serving(data_dir: Path, cluster: str, clients: int, seconds: float, hosts: list[str], port: int) -> None:
     key = penny(data_dir, "keys", "create", "--user", "bench", "--group", "everyone")["key"]
     questions = questions_from(data_dir)
     print(f"\n## Serving: {clients} clients for {seconds:.0f} s each, passage answers, answer cache off\n")
-    print("| server | start s | answers/s | p50 ms | p95 ms | answers per replica | RSS MB per replica | failures |")
-    print("|---|---:|---:|---:|---:|---|---|---|")
+    print(
+        "| server | start s | proxies | answers/s | p50 ms | p95 ms | answers per replica | RSS MB per replica "
+        "| failures |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|---|---|")
     for replicas in (None, 1, 2):
-        with served(data_dir, replicas, port, cluster) as (start, pid):
-            result = load(f"http://127.0.0.1:{port}", key, questions, clients, seconds)
+        with served(data_dir, replicas, hosts, port, cluster) as (start, pid, urls):
+            result = load(urls, key, questions, clients, seconds)
             rss = serving_rss_mb(pid, bool(replicas))
         name = f"Ray Serve, {replicas} replica{'s' * (replicas > 1)}" if replicas else "uvicorn"
         split = ", ".join(str(n) for n in sorted(result["replicas"].values(), reverse=True))
         print(
-            f"| {name} | {start:.1f} | {result['answers_per_s']:.2f} | {result['p50_ms']:.0f} | "
+            f"| {name} | {start:.1f} | {len(urls)} | {result['answers_per_s']:.2f} | {result['p50_ms']:.0f} | "
             f"{result['p95_ms']:.0f} | {split} | {rss} | {result['failures'] or ''} |"
         )
 
@@ -238,31 +263,31 @@ def serving(data_dir: Path, cluster: str, clients: int, seconds: float, port: in
 # ---------------------------------------------------------------- a new version
 
 
-def versions_by_replica(url: str, key: str, tries: int = 8) -> dict[str, int]:
-    """The index version each replica searched last, from a few requests sent two at a time."""
+def versions_by_replica(urls: list[str], key: str, tries: int = 8) -> dict[str, int]:
+    """The index version each replica searched last, from a few requests sent two at a time through each proxy."""
     seen: dict[str, int] = {}
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
-        with ThreadPoolExecutor(2) as pool:
-            for _ in range(tries):
-                ask = lambda _: http.post("/v1/search", json={"query": "quarterly penguin census"})  # noqa: E731
-                for response in pool.map(ask, range(2)):
-                    seen[response.headers[REPLICA_HEADER]] = response.json()["index_version"]
+    for url in urls:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+            with ThreadPoolExecutor(2) as pool:
+                for _ in range(tries):
+                    ask = lambda _: http.post("/v1/search", json={"query": "quarterly penguin census"})  # noqa: E731
+                    for response in pool.map(ask, range(2)):
+                        seen[response.headers[REPLICA_HEADER]] = response.json()["index_version"]
     return seen
 
 
-def new_version(data_dir: Path, work: Path, cluster: str, port: int) -> None:
+def new_version(data_dir: Path, work: Path, cluster: str, hosts: list[str], port: int) -> None:
     key = penny(data_dir, "keys", "create", "--user", "bench-version", "--group", "everyone")["key"]
-    url = f"http://127.0.0.1:{port}"
     new = work / "new" / "penguins.md"
     new.parent.mkdir(parents=True, exist_ok=True)
     new.write_text("# Penguin census\n\nThe quarterly penguin census counts 4,200 penguins.\n")
-    with served(data_dir, 2, port, cluster):
-        before = versions_by_replica(url, key)
+    with served(data_dir, 2, hosts, port, cluster) as (_, _, urls):
+        before = versions_by_replica(urls, key)
         published = penny(data_dir, "ingest", str(new))["index_version"]
         committed = time.perf_counter()
         switched: dict[str, float] = {}
         while len(switched) < len(before) and time.perf_counter() - committed < 60:
-            for replica, version in versions_by_replica(url, key, tries=2).items():
+            for replica, version in versions_by_replica(urls, key, tries=2).items():
                 if version == published:
                     switched.setdefault(replica, time.perf_counter() - committed)
     print(f"\n## A new version (v{published}) with 2 replicas up\n")
@@ -279,6 +304,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--proxies",
+        default="127.0.0.1",
+        help="comma-separated addresses of the nodes whose Serve proxies the clients spread over (eval/two_nodes.sh "
+        "passes both nodes'); with more than one, penny serve listens on every interface",
+    )
     args = parser.parse_args()
     if not args.folder.exists():
         sys.exit(f"{args.folder} does not exist (the shared evaluation data is not here)")
@@ -288,8 +319,9 @@ def main() -> None:
     try:
         folder = sample_folder(args.folder, args.limit, work / "docs")
         data_dir = ingestion(folder, work, args.cluster)
-        serving(data_dir, args.cluster, args.clients, args.seconds, args.port)
-        new_version(data_dir, work, args.cluster, args.port)
+        hosts = args.proxies.split(",")
+        serving(data_dir, args.cluster, args.clients, args.seconds, hosts, args.port)
+        new_version(data_dir, work, args.cluster, hosts, args.port)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
