@@ -2,9 +2,9 @@
 and the report files (report.json, report.md, cost_quality.png).
 
 Definitions (also written into report.json):
-- quality metrics (answer_f1, answer_recall, answer_similarity) average over answerable questions with a reference
-  answer; accuracy and the "correct" count are over every graded question (answerable with a reference, or
-  unanswerable);
+- quality metrics (answer_f1, f1_beyond_question, answer_recall, answer_similarity) average over answerable
+  questions with a reference answer; accuracy and the "correct" count are over every graded question (answerable
+  with a reference, or unanswerable);
 - correct: eval.quality.CORRECT_RECALL;
 - cost_per_answer_usd: the answers' summed `usd_local` over their number; cost_per_correct_answer_usd: the same sum
   over the number of correct answers (null when none is correct); `_api_equivalent` variants use the hosted-API
@@ -12,7 +12,8 @@ Definitions (also written into report.json):
 - no_llm_share: share of answers that used zero LLM tokens; llm_share: the rest, the share sent to an LLM (an
   LLM answer that declined and became an abstention still counts: the LLM ran);
 - latency: wall-clock milliseconds of Answerer.answer, p50 and p95 by eval.metrics.percentile;
-- means: eval.metrics.mean; token F1: eval.quality.token_f1 (the only F1 in eval);
+- means: eval.metrics.mean; token F1: eval.quality.token_f1 (the only F1 in eval), over all tokens (answer_f1)
+  and over the tokens the question does not hold (f1_beyond_question, unknown for records made before it existed);
 - routed (replayed): when the run has passage and LLM answers but no routed ones, the routed answer of each question
   is the one answer.policy.route picks from the recorded ones at the configured PENNY_ROUTER_MIN_GAIN;
 - a target whose figure is unknown (no answers, no correct answer) is reported "unknown", never met.
@@ -80,6 +81,8 @@ def summarise(answers: Sequence[dict[str, Any]], retrieval: dict[str, dict[str, 
             x["context_answer_recall@10"] for x in ranking if "context_answer_recall@10" in x
         ),
         "answer_f1": _mean(r["answer_f1"] for r in answerable),
+        # records made before the figure existed have none: the mean is over those that have it, or unknown
+        "f1_beyond_question": _mean(r["f1_beyond_question"] for r in answerable if "f1_beyond_question" in r),
         "answer_recall": _mean(r["answer_recall"] for r in answerable),
         "answer_similarity": _mean(r["similarity"] for r in answerable),
         "n_correct": correct,
@@ -384,6 +387,7 @@ _COLUMNS = [
     ("ndcg@10", "nDCG@10", "{:.3f}"),
     ("context_answer_recall@10", "ctx ans. recall@10", "{:.3f}"),
     ("answer_f1", "F1", "{:.3f}"),
+    ("f1_beyond_question", "F1 beyond q.", "{:.3f}"),
     ("answer_recall", "ans. recall", "{:.3f}"),
     ("answer_similarity", "emb. sim.", "{:.3f}"),
     ("accuracy", "accuracy", "{:.3f}"),

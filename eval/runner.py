@@ -287,6 +287,7 @@ def answer_record(
             "path": "error",
             "abstained": False,
             "answer_f1": 0.0,
+            "f1_beyond_question": 0.0,
             "answer_recall": 0.0,
             "similarity": 0.0,
             "correct": False,
@@ -295,7 +296,9 @@ def answer_record(
             "cost": {},
         }
     abstained = answer.path == "abstain"
-    quality = grade(get_embedder(run.settings), answer.text, question.answers, abstained, question.unanswerable)
+    quality = grade(
+        get_embedder(run.settings), question.text, answer.text, question.answers, abstained, question.unanswerable
+    )
     return record | {
         "path": answer.path,
         "confidence": answer.confidence,
@@ -305,6 +308,7 @@ def answer_record(
         "citations": [run.eval_set.document_key(c.source_path) for c in answer.citations],
         "abstained": abstained,
         "answer_f1": quality.answer_f1,
+        "f1_beyond_question": quality.f1_beyond_question,
         "answer_recall": quality.answer_recall,
         "similarity": quality.similarity,
         "correct": quality.correct,

@@ -42,6 +42,17 @@ def test_answer_f1_and_recall_take_the_best_reference():
     assert answer_f1("anything", []) == 0.0
 
 
+def test_f1_beyond_the_question_ignores_what_the_question_already_says():
+    question = "Which role does a user need to configure registry storage?"
+    reference = "The user needs the cluster-admin role to configure registry storage."
+    echo = "To configure registry storage, a user does need a role."
+    # the echo shares 5 of its 7 tokens with the reference's 8; beyond the question the reference says
+    # {needs, cluster, admin}, and the echo none of it
+    assert answer_f1(echo, [reference]) == pytest.approx(2 * 5 / (7 + 8))
+    assert answer_f1(echo, [reference], question) == 0.0
+    assert answer_f1("the cluster-admin role", [reference], question) == pytest.approx(2 * 2 / 5)
+
+
 def test_embedding_similarity_is_the_best_cosine_with_the_index_model():
     embedder = get_embedder(Settings())
     same = embedding_similarity(embedder, "Employees get 25 days of leave.", ["Employees get 25 days of leave."])
@@ -61,12 +72,12 @@ def test_embedding_similarity_is_the_best_cosine_with_the_index_model():
 def test_grade_defines_correct():
     embedder = get_embedder(Settings())
     # recall 2/4 = 0.5 is correct (the threshold is inclusive); 1/4 is not
-    assert grade(embedder, "25 days", ["employees get 25 days"], False, False).correct
-    assert not grade(embedder, "25", ["employees get 25 days"], False, False).correct
-    abstained = grade(embedder, "I cannot answer", ["employees get 25 days"], True, False)
+    assert grade(embedder, "How many?", "25 days", ["employees get 25 days"], False, False).correct
+    assert not grade(embedder, "How many?", "25", ["employees get 25 days"], False, False).correct
+    abstained = grade(embedder, "How many?", "I cannot answer", ["employees get 25 days"], True, False)
     assert (abstained.correct, abstained.answer_f1, abstained.answer_recall, abstained.similarity) == (False, 0, 0, 0)
-    assert grade(embedder, "I cannot answer", [], True, True).correct
-    assert not grade(embedder, "Yes, 25 days", [], False, True).correct
+    assert grade(embedder, "How many?", "I cannot answer", [], True, True).correct
+    assert not grade(embedder, "How many?", "Yes, 25 days", [], False, True).correct
 
 
 # ---------------------------------------------------------------- per-strategy figures
