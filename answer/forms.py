@@ -53,7 +53,6 @@ _ASKS_RE = [(kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _ASK
 # 0.286/0.375 -> 0.385/0.356, tatqa-dev 0.517/0.204 -> 0.527/0.203, ocp 0.183/0.346 -> 0.243/0.362. At 0.7 ocp gains
 # more (0.273/0.367) but tatqa-dev's F1 falls to 0.197, under always-LLM's 0.215 - 0.02 on its 100 paired questions.
 SPREAD_COVERAGE = 0.6
-_NUMBER = re.compile(r"\d")
 _DATE = re.compile(
     r"\b(?:\d{1,2}(?:st|nd|rd|th)? (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?(?: \d{4})?|"
     r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?(?:, \d{4})?|"
