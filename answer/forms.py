@@ -1,7 +1,9 @@
 """Answer forms: the shape a passage answer takes, chosen per question and passage, and the span of the passage it
 rests on.
 
-    figure    a table cell, named by its row and column labels ("Total sales, 2019: $1,496.5")
+    figure    a table cell, named by its row and column labels ("Total sales, 2019: $1,496.5"), or a figure worked
+              out from one row's cells for the years the question names: a change, a percentage change or an
+              average ("-3.62% (2018 to 2019)")
     span      a short span of a sentence: a date or a name asked for by "when" / "who"
     sentence  the answering sentence (and its neighbour when that scores as well)
     block     a contiguous block: a list with its lead-in, a procedure's steps, a table's rows
@@ -53,6 +55,19 @@ _ASKS_RE = [(kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _ASK
 # 0.286/0.375 -> 0.385/0.356, tatqa-dev 0.517/0.204 -> 0.527/0.203, ocp 0.183/0.346 -> 0.243/0.362. At 0.7 ocp gains
 # more (0.273/0.367) but tatqa-dev's F1 falls to 0.197, under always-LLM's 0.215 - 0.02 on its 100 paired questions.
 SPREAD_COVERAGE = 0.6
+# What a figure question asks to work out from a row's values; the first match wins ("percentage increase" is a
+# percentage, not a change).
+_DERIVED = (
+    (
+        "percent",
+        re.compile(r"\bpercent(?:age)? (?:change|increase|decrease|growth)\b|% (?:change|increase|decrease)|\(%\)"),
+    ),
+    ("change", re.compile(r"\b(?:change|difference|increase|decrease)\b")),
+    ("average", re.compile(r"\baverage\b")),
+)
+_YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
+_YEAR_SPAN = re.compile(r"\b((?:19|20)\d{2}) ?(?:-|–|to) ?((?:19|20)\d{2})\b")
+_AMOUNT = re.compile(r"^[$€£¥]?(\()?-?[$€£¥]?-?(\d[\d,]*(?:\.\d+)?)%?(\))?$")
 _DATE = re.compile(
     r"\b(?:\d{1,2}(?:st|nd|rd|th)? (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?(?: \d{4})?|"
     r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?(?:, \d{4})?|"
@@ -90,6 +105,10 @@ def shape(question: str, text: str, chosen: list[ScoredSentence], mode: str = "f
     lines = split_lines(text)
     tables = find_tables(lines)
     best = max(chosen, key=lambda item: item.score)
+    if asks == "figure":
+        derived = _derived_figure(question, lines, tables, best.line)
+        if derived is not None:
+            return derived
     if asks in ("figure", "date", "other"):
         cell = _table_cell(question, lines, tables)
         if cell is not None:
@@ -155,6 +174,80 @@ def _match(terms: set[str], label: str) -> float:
     label_terms = set(analyze(label)) | set(re.findall(r"\b\d{4}\b", label))
     shared = terms & label_terms
     return len(shared) / len(label_terms) + 0.1 * len(shared) if shared else 0.0
+
+
+# ---------------------------------------------------------------- figure: worked out from a row
+
+
+def _derived_figure(question: str, lines: list[Line], tables: list[Table], best_line: int) -> Shaped | None:
+    """A change (later year minus earlier), a percentage change (over the earlier year) or an average of the row
+    the question names, over the year columns it names; None unless the question names the years, one row is
+    the clear best and each of its cells for those years is a plain amount."""
+    asked = question.lower()
+    operation = next((name for name, pattern in _DERIVED if pattern.search(asked)), None)
+    if operation is None:
+        return None
+    years = sorted(set(_YEAR.findall(question)))
+    if operation == "average":
+        for first, last in _YEAR_SPAN.findall(question):  # "fiscal years 2017-2019": every year of the span
+            years = sorted(set(years) | {str(y) for y in range(int(first), int(last) + 1)})
+    if len(years) < 2 or (operation != "average" and len(years) != 2):
+        return None
+    found = _row_for_years(question, lines, tables, years, best_line)
+    if found is None:
+        return None
+    row, values = found
+    if operation == "average":
+        result, unit, said = sum(values) / len(values), "", f"average of {', '.join(years)}"
+    elif operation == "change":
+        result, unit, said = values[-1] - values[0], "", f"{years[0]} to {years[-1]}"
+    elif values[0]:
+        result, unit, said = (values[-1] - values[0]) / values[0] * 100, "%", f"{years[0]} to {years[-1]}"
+    else:
+        return None
+    figure = f"{result:.2f}".rstrip("0").rstrip(".")
+    return Shaped("figure", f"{figure}{unit} ({said})", lines[row].start, lines[row].end)
+
+
+def _row_for_years(
+    question: str, lines: list[Line], tables: list[Table], years: list[str], best_line: int
+) -> tuple[int, list[float]] | None:
+    """The data row the question names best (the best sentence's row on a tie), among tables with a column for
+    each of `years`, with its amounts in the order of `years`; None when that row's cells are not all amounts
+    (a row named less well is not the one asked about)."""
+    terms = set(analyze(question))
+    scored: list[tuple[float, bool, int, list[str]]] = []
+    for table in tables:
+        column_of = {}
+        for c in range(1, len(table.columns)):
+            named = _YEAR.findall(table.columns[c])
+            if len(named) == 1:
+                column_of.setdefault(named[0], c)
+        if not all(year in column_of for year in years):
+            continue
+        for row in table.rows:
+            match = _match(terms, table.row_label(lines, row))
+            if match:
+                cells = [lines[row].cells[column_of[year]].text for year in years]
+                scored.append((match, row == best_line, row, cells))
+    if not scored:
+        return None
+    scored.sort(key=lambda item: (-item[0], not item[1]))
+    if len(scored) > 1 and scored[1][0] == scored[0][0] and not scored[0][1]:
+        return None
+    _, _, row, cells = scored[0]
+    values = [value for value in map(_amount, cells) if value is not None]
+    return (row, values) if len(values) == len(cells) else None
+
+
+def _amount(cell: str) -> float | None:
+    """A cell's amount: "$1,150" is 1150, "(97,727)" is -97727; None for anything else ("n/a", "—", words)."""
+    found = _AMOUNT.match(cell.replace(" ", ""))
+    if found is None or bool(found.group(1)) != bool(found.group(3)):
+        return None
+    value = float(found.group(2).replace(",", ""))
+    negative = bool(found.group(1)) or cell.replace(" ", "").lstrip("([$€£¥").startswith("-")
+    return -value if negative else value
 
 
 # ---------------------------------------------------------------- block: a list, steps, table rows

@@ -55,6 +55,36 @@ def test_a_table_cell_with_its_row_and_column_labels(embedder):
     assert (shaped.form, spans_point_at_the_passage(TABLE, shaped)) == ("figure", "70.8")
 
 
+CASH = """Cash flows (in thousands):
+ | 2019 | 2018
+Net cash provided by operating activities | 152,337 | 141,809
+Net cash used in investing activities | (97,727) | (20,876)
+Net cash used in financing activities | n/a | (8,110)"""
+
+
+def test_a_change_a_percentage_change_and_an_average_worked_out_from_a_row(embedder):
+    total_row = TABLE[TABLE.index("Total sales") :]
+    shaped = answer(embedder, "What was the percentage change in total sales from 2018 to 2019?", TABLE)
+    assert (shaped.form, shaped.text) == ("figure", "24.41% (2018 to 2019)")  # (1,496.5 - 1,202.9) / 1,202.9
+    assert spans_point_at_the_passage(TABLE, shaped) == total_row
+    shaped = answer(embedder, "What is the change in Fixed Price sales between 2019 and 2018?", TABLE)
+    assert (shaped.form, shaped.text) == ("figure", "306.2 (2018 to 2019)")  # later year minus earlier
+    assert spans_point_at_the_passage(TABLE, shaped).startswith("Fixed Price |")
+    shaped = answer(embedder, "What was the average Other sales over fiscal years 2017-2019?", TABLE)
+    assert (shaped.form, shaped.text) == ("figure", "57.2 (average of 2017, 2018, 2019)")
+    # amounts in parentheses are negative: the percentage is over the earlier year as it stands
+    shaped = answer(
+        embedder, "What is the percentage change in net cash used in investing activities from 2018 to 2019?", CASH
+    )
+    assert (shaped.form, shaped.text) == ("figure", "368.13% (2018 to 2019)")
+
+
+def test_no_figure_is_worked_out_without_the_years_or_from_a_cell_that_is_no_amount(embedder):
+    assert answer(embedder, "What was the change in total sales?", TABLE).form != "figure"
+    shaped = answer(embedder, "What is the change in net cash used in financing activities from 2018 to 2019?", CASH)
+    assert not shaped.text.endswith("(2018 to 2019)")
+
+
 def test_a_row_named_without_its_column_is_the_labelled_row(embedder):
     shaped = answer(embedder, "What were the total sales?", TABLE)
     assert shaped.form == "sentence"
