@@ -60,7 +60,9 @@ SPREAD_COVERAGE = 0.6
 _DERIVED = (
     (
         "percent",
-        re.compile(r"\bpercent(?:age)? (?:change|increase|decrease|growth)\b|% (?:change|increase|decrease)|\(%\)"),
+        re.compile(
+            r"\bpercent(?:age)? (?:change|increase|decrease|growth)\b|% (?:change|increase|decrease)|change \(%\)"
+        ),
     ),
     ("change", re.compile(r"\b(?:change|difference|increase|decrease)\b")),
     ("average", re.compile(r"\baverage\b")),

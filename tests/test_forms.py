@@ -81,6 +81,9 @@ def test_a_change_a_percentage_change_and_an_average_worked_out_from_a_row(embed
 
 def test_no_figure_is_worked_out_without_the_years_or_from_a_cell_that_is_no_amount(embedder):
     assert answer(embedder, "What was the change in total sales?", TABLE).form != "figure"
+    # two years and a percent sign ask for the two values, not for the change between them
+    shaped = answer(embedder, "What is the percentage (%) of Other sales in 2019 and 2018?", TABLE)
+    assert "(2018 to 2019)" not in shaped.text
     shaped = answer(embedder, "What is the change in net cash used in financing activities from 2018 to 2019?", CASH)
     assert not shaped.text.endswith("(2018 to 2019)")
 
