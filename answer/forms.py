@@ -69,7 +69,9 @@ _DERIVED = (
 )
 _YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
 _YEAR_SPAN = re.compile(r"\b((?:19|20)\d{2}) ?(?:-|–|to) ?((?:19|20)\d{2})\b")
-_AMOUNT = re.compile(r"^[$€£¥]?(\()?-?[$€£¥]?-?(\d[\d,]*(?:\.\d+)?)%?(\))?$")
+_AMOUNT = re.compile(
+    r"^[$€£¥]?(?P<open>\()?(?P<minus>-)?[$€£¥]?(?P<sign>-)?(?P<digits>\d[\d,]*(?:\.\d+)?)%?(?P<close>\))?$"
+)
 _DATE = re.compile(
     r"\b(?:\d{1,2}(?:st|nd|rd|th)? (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?(?: \d{4})?|"
     r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?(?:, \d{4})?|"
@@ -245,11 +247,10 @@ def _row_for_years(
 def _amount(cell: str) -> float | None:
     """A cell's amount: "$1,150" is 1150, "(97,727)" is -97727; None for anything else ("n/a", "—", words)."""
     found = _AMOUNT.match(cell.replace(" ", ""))
-    if found is None or bool(found.group(1)) != bool(found.group(3)):
+    if found is None or bool(found["open"]) != bool(found["close"]):
         return None
-    value = float(found.group(2).replace(",", ""))
-    negative = bool(found.group(1)) or cell.replace(" ", "").lstrip("([$€£¥").startswith("-")
-    return -value if negative else value
+    value = float(found["digits"].replace(",", ""))
+    return -value if found["open"] or found["minus"] or found["sign"] else value
 
 
 # ---------------------------------------------------------------- block: a list, steps, table rows
