@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from answer.extract import ScoredSentence
-from answer.layout import Line, Table, find_tables, split_lines
 from penny import AnswerForm
 from retrieval.analysis import analyze
+from retrieval.text_layout import Line, Table, find_tables, split_lines
 
 QuestionType = Literal["figure", "date", "name", "block", "explain", "other"]
 

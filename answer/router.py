@@ -30,6 +30,7 @@ from answer.policy import COMBINES, Policy, route, route_inputs, route_without_l
 from penny import Answer, BadInput, Citation, Cost, ModelNotFound, Passage, SearchResult, Settings
 from retrieval.catalogue import open_catalogue
 from retrieval.search import Searcher, SearchFilter, get_searcher
+from retrieval.sentence_vectors import stored_vectors
 from retrieval.snapshot import Snapshot
 
 Strategy = Literal["routed", "passages", "llm", "external"]
@@ -343,10 +344,11 @@ class Answerer:
 
     def _passages(self, work: _Work, result: SearchResult) -> Answer:
         candidates = result.passages[: self.settings.llm_passages]
+        embedder, stored = self.searcher.embedder, self._stored_sentence_vectors
         if work.focus == work.standalone:
-            scored, work.vector, calls = score_sentences(work.focus, work.vector, candidates, self.searcher.embedder)
+            scored, work.vector, calls = score_sentences(work.focus, work.vector, candidates, embedder, stored)
         else:  # retrieval used the attached context; the sentence must answer the follow-up itself
-            scored, _, calls = score_sentences(work.focus, None, candidates, self.searcher.embedder)
+            scored, _, calls = score_sentences(work.focus, None, candidates, embedder, stored)
         work.cost.embed_calls += calls
         chosen = pick_sentences(scored, self.settings.answer_sentences)
         passage = candidates[chosen[0].passage_index]
@@ -366,6 +368,12 @@ class Answerer:
             form=shaped.form,
             source_documents=[passage.chunk.document_id],
         )
+
+    def _stored_sentence_vectors(self, texts: list[str]) -> dict[str, np.ndarray]:
+        if not self.settings.sentence_vectors:
+            return {}
+        with self.searcher.sessions() as session:
+            return stored_vectors(session, self.searcher.embedder.cache_key, texts)
 
     def _abstain(self, work: _Work, result: SearchResult) -> Answer:
         closest: list[Citation] = []

@@ -133,7 +133,7 @@ def _run_job(request, cluster: str | None, progress) -> tuple:
     from ingest.cluster import cluster_ingest
 
     job = cluster_ingest(settings(), request, cluster, progress)
-    return job.report, {"files_parsed": job.files_parsed, "chunks_embedded": job.chunks_embedded}
+    return job.report, {"files_parsed": job.files_parsed, "texts_embedded": job.texts_embedded}
 
 
 def _print_report(report) -> None:
@@ -144,6 +144,8 @@ def _print_report(report) -> None:
         f"{counts['failed']} failed, {counts['skipped']} skipped; {counts['chunks_added']} chunks "
         f"({counts['chunks_embedded']} embedded); index version {report.index_version or 'unchanged'}"
     )
+    if report.sentences_embedded:
+        console.print(f"  then embedded {report.sentences_embedded} answer sentences (the version was already live)")
     for line in report.rebuilt:
         console.print(f"  settings changed: {line}")
     for error in report.errors:

@@ -30,7 +30,14 @@ from retrieval.catalogue import Document, open_catalogue
 
 SAMPLE_QUESTIONS = "sample-questions.jsonl"
 # ingestion settings that change what the index holds: a different value needs a different cached data directory
-_INDEX_SETTINGS = ("embedding_model", "chunk_max_tokens", "chunk_overlap_tokens", "bm25_backend", "ann_min_chunks")
+_INDEX_SETTINGS = (
+    "embedding_model",
+    "chunk_max_tokens",
+    "chunk_overlap_tokens",
+    "bm25_backend",
+    "ann_min_chunks",
+    "sentence_vectors",
+)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class ClusterJob:
 
     report: JobReport
     files_parsed: dict[str, int]
-    chunks_embedded: dict[str, int]
+    texts_embedded: dict[str, int]  # chunks, then the answer sentences of the version it published
 
 
 def cluster_ingest(

@@ -36,6 +36,7 @@ class JobReport:
     skipped: int = 0
     chunks_added: int = 0
     chunks_embedded: int = 0
+    sentences_embedded: int = 0  # answer sentences, after the version is live (ingest/publish.py)
     index_version: int | None = None
     # settings that changed since the live version was built, each with what it costs (re-chunk, re-embed, rebuild)
     rebuilt: list[str] = field(default_factory=list)
@@ -55,6 +56,7 @@ class JobReport:
                 "skipped",
                 "chunks_added",
                 "chunks_embedded",
+                "sentences_embedded",
             )
         }
 
@@ -84,6 +86,9 @@ def ingestion_job(settings: Settings, paths: list[Path]) -> Iterator[tuple[sessi
         try:
             yield sessions, report
         except BaseException as exc:
+            if report.status == "succeeded":  # stopped after publishing: its version is live and stays so
+                log.warning("ingestion job %d stopped after publishing: %s", report.job_id, exc)
+                raise
             _finish_job(sessions, report, "failed", f"{type(exc).__name__}: {exc}")
             log.error("ingestion job %d failed: %s", report.job_id, exc)
             raise

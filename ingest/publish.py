@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from ingest.job import JobReport, Progress, record_finish
 from ingest.store import Plan, write_plan
 from penny import Settings
+from retrieval import sentence_vectors
 from retrieval.build import Difference, build_settings, differences, stale_stages
 from retrieval.catalogue import Document, live_version
-from retrieval.embedder import Embedder, get_embedder
+from retrieval.embedder import Embedder, embedding_key, get_embedder
 from retrieval.indexer import embed_missing, indexed_texts, live_index_outdated, publish_version, tidy_versions
 from retrieval.snapshot import read_manifest
 
@@ -63,8 +64,56 @@ def embed_and_publish(
     progress.stage("publishing")
     # an index of an older format is rebuilt by the next job even when no document changed
     changes_index = plan.changes_index or live_index_outdated(sessions, settings)
+    previous = current_version(sessions)
     with publishing(settings, sessions, report, changes_index) as session:
         write_plan(session, plan, known, report)
+    if settings.sentence_vectors:
+        embed_answer_sentences(settings, sessions, embedder, previous, plan.chunk_texts(), report, progress)
+
+
+def embed_answer_sentences(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    embedder: Embedder,
+    previous: int | None,
+    new_texts: list[str],
+    report: JobReport,
+    progress: Progress,
+) -> None:
+    """After the version is live: embed the answer sentences it lacks (retrieval/sentence_vectors.py). Only the
+    new chunks' when the version before had all of its own, else every chunk's (each sentence is embedded once,
+    whatever its number of chunks). A failure here leaves the job succeeded: answers embed those sentences live."""
+    live = current_version(sessions)
+    if live is None or sentence_vectors.is_marked(settings, live, embedder.cache_key):
+        return
+    started = time.perf_counter()
+    try:
+        if previous is None or not sentence_vectors.is_marked(settings, previous, embedder.cache_key):
+            with sessions() as session:
+                new_texts = sentence_vectors.indexed_chunk_texts(session)
+        report.sentences_embedded = sentence_vectors.embed_sentences(
+            sessions,
+            embedder,
+            new_texts,
+            on_start=lambda total: progress.stage("embedding answer sentences", total),
+            on_batch=lambda n: progress.advance(embedded=n),
+        )
+        sentence_vectors.mark(settings, live, embedder.cache_key)
+    except Exception as exc:  # noqa: BLE001  (the index is live and right; this step only saves answer time)
+        log.warning("answer sentences not embedded (the next job retries): %s: %s", type(exc).__name__, exc)
+    report.seconds["sentences"] = round(time.perf_counter() - started, 3)
+
+
+def carry_sentence_mark(settings: Settings, previous: int | None, current: int | None) -> None:
+    """A version with fewer documents than a marked one lacks no sentence vector either."""
+    key = embedding_key(settings)
+    if previous is not None and current is not None and sentence_vectors.is_marked(settings, previous, key):
+        sentence_vectors.mark(settings, current, key)
+
+
+def current_version(sessions: sessionmaker[Session]) -> int | None:
+    with sessions() as session:
+        return live_version(session)
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ingest.job import JobReport, ingestion_job
-from ingest.publish import publishing
+from ingest.publish import carry_sentence_mark, current_version, publishing
 from penny import BadInput, Settings
 from retrieval.catalogue import Document
 
@@ -14,8 +14,11 @@ from retrieval.catalogue import Document
 def remove_documents(settings: Settings, document_ids: list[int]) -> JobReport:
     """Delete documents from the catalogue and publish an index version without them, as one job. Every id must
     exist, or nothing is deleted."""
-    with ingestion_job(settings, []) as (sessions, report), publishing(settings, sessions, report) as session:
-        report.removed = _delete(session, document_ids)
+    with ingestion_job(settings, []) as (sessions, report):
+        previous = current_version(sessions)
+        with publishing(settings, sessions, report) as session:
+            report.removed = _delete(session, document_ids)
+        carry_sentence_mark(settings, previous, report.index_version)
     return report
 
 

@@ -48,6 +48,10 @@ class Plan:
     def changes_index(self) -> bool:
         return bool(self.staged or self.relabelled or self.gone or self.stale)
 
+    def chunk_texts(self) -> list[str]:
+        """Every staged chunk's own text, as an answer reads it."""
+        return [d.text for item in self.staged for d in item.drafts]
+
     def texts(self) -> dict[str, str]:
         """The text the index sees of every staged chunk, by its hash (the embedding cache's key)."""
         return {

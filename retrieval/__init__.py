@@ -8,4 +8,6 @@ Public surface (imported from its module, so that `import retrieval.catalogue` l
   new segment per job); `compact`, `index_status`: `penny index compact` and `penny index status`
 - `retrieval.embedder`: `Embedder`, `get_embedder`, `load_tokenizer`
 - `retrieval.analysis`: `analyze`, the one text analysis BM25, the cache and eval share
+- `retrieval.sentences`, `retrieval.text_layout`: a passage's sentences, lines and tables with their offsets, which
+  answers are scored and quoted by and which ingestion embeds ahead of questions
 """

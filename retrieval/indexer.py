@@ -63,11 +63,15 @@ def embed_missing(
     texts_by_hash: dict[str, str],
     on_batch: Callable[[int], None] = lambda n: None,
     on_start: Callable[[int], None] = lambda total: None,
+    model: str | None = None,
+    dtype: type = np.float32,
 ) -> int:
     """Embed the texts whose hash has no cached embedding, committing batch by batch so a killed job keeps its
-    work. Returns how many texts were embedded."""
+    work. Returns how many texts were embedded. `model` names the rows when they are not the chunks' own
+    embeddings (answer sentences, retrieval/sentence_vectors.py); `dtype` is how the vectors are stored."""
+    model = model or embedder.cache_key
     with sessions() as session:
-        todo = sorted(missing_embeddings(session, embedder.cache_key, texts_by_hash))
+        todo = sorted(missing_embeddings(session, model, texts_by_hash))
     on_start(len(todo))
     batch_size = max(embedder.batch_size * 4, 64)
     for i in range(0, len(todo), batch_size):
@@ -75,7 +79,7 @@ def embed_missing(
         vectors = embedder.embed([texts_by_hash[h] for h in batch])
         with sessions.begin() as session:
             session.add_all(
-                EmbeddingRow(text_sha256=h, model=embedder.cache_key, vector=v.tobytes())
+                EmbeddingRow(text_sha256=h, model=model, vector=v.astype(dtype).tobytes())
                 for h, v in zip(batch, vectors, strict=True)
             )
         on_batch(len(batch))

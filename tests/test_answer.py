@@ -134,7 +134,7 @@ def test_passage_path_picks_the_answering_sentence_without_an_llm(corpus):
     assert answer.citations[0].source_path.endswith("leave.md")
     assert answer.citations[0].quote == answer.text
     assert_no_llm_cost(answer)
-    assert answer.cost.embed_calls == 2  # the query for retrieval, one batch of sentences
+    assert answer.cost.embed_calls == 1  # the query for retrieval; its sentences were embedded at ingestion
     assert answer.cost.retrieval_cpu_ms > 0
     assert_citations_allowed(settings, answer, ["everyone"], LEAVE_QUESTION)
 
@@ -645,7 +645,7 @@ def test_penny_ask_json_reports_answer_path_citations_and_cost(corpus):
 
 
 def test_table_rows_become_sentences_labelled_by_their_header():
-    from answer.extract import split_sentences
+    from retrieval.sentences import split_sentences
 
     text = "Leave grows with service.\nYears | Days\n0-2 | 25\n3-5 | 26\nAsk HR for details."
     assert split_sentences(text) == [

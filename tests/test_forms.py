@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from answer.extract import pick_sentences, score_sentences, sentences
+from answer.extract import pick_sentences, score_sentences
 from answer.forms import question_type, shape
-from answer.layout import find_tables, split_lines
 from penny import Chunk, Passage, Settings
 from retrieval.embedder import get_embedder
+from retrieval.sentences import sentences
+from retrieval.text_layout import find_tables, split_lines
 
 TABLE = """Sales by contract type (in millions):
 |  | Years Ended September 30, |

@@ -21,7 +21,7 @@ from ingest.records import Record, ingest_records
 from ingest.scan import FileChange, examine, files_to_examine, known_documents, removed
 from penny import BadInput, Settings
 from retrieval.catalogue import ChunkRow, Document, EmbeddingRow, IngestionJob, live_version, open_catalogue
-from retrieval.embedder import get_embedder
+from retrieval.embedder import embedding_key, get_embedder
 from retrieval.search import Searcher
 
 LEAVE_MD = """# Annual leave
@@ -238,7 +238,9 @@ def test_rerun_unchanged_changed_deleted_and_duplicate(settings, corpus):
             session.scalars(select(ChunkRow.text).join(Document).where(Document.path.like("%leave.md")))
         )
         assert "27 days" in leave_text and "25 days of annual" not in leave_text
-        embeddings = session.scalar(select(func.count()).select_from(EmbeddingRow))
+        embeddings = session.scalar(
+            select(func.count()).select_from(EmbeddingRow).where(EmbeddingRow.model == embedding_key(settings))
+        )
         duplicate_hashes = session.scalars(
             select(ChunkRow.text_sha256).join(Document).where(Document.path.like("%expenses.html"))
         ).all()
