@@ -106,6 +106,12 @@ def record_finish(session: Session, report: JobReport, status: str, message: str
     job.counts, job.index_version = report.counts(), report.index_version
 
 
+def record_counts(sessions: sessionmaker[Session], report: JobReport) -> None:
+    """Update a finished job's counts with work it did after publishing (its answer sentences)."""
+    with sessions.begin() as session:
+        session.get(IngestionJob, report.job_id).counts = report.counts()
+
+
 def _start_job(sessions: sessionmaker[Session], paths: list[Path]) -> int:
     with sessions.begin() as session:
         job = IngestionJob(status="running", pid=os.getpid(), paths=[str(p) for p in paths])

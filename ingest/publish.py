@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ingest.job import JobReport, Progress, record_finish
+from ingest.job import JobReport, Progress, record_counts, record_finish
 from ingest.store import Plan, write_plan
 from penny import Settings
 from retrieval import sentence_vectors
@@ -99,6 +99,7 @@ def embed_answer_sentences(
             on_batch=lambda n: progress.advance(embedded=n),
         )
         sentence_vectors.mark(settings, live, embedder.cache_key)
+        record_counts(sessions, report)
     except Exception as exc:  # noqa: BLE001  (the index is live and right; this step only saves answer time)
         log.warning("answer sentences not embedded (the next job retries): %s: %s", type(exc).__name__, exc)
     report.seconds["sentences"] = round(time.perf_counter() - started, 3)

@@ -48,6 +48,8 @@ def test_a_job_embeds_each_new_answer_sentence_once_and_the_answer_then_embeds_o
     before = indexed_sentences(settings)
     vectors = stored(settings, before)
     assert first.sentences_embedded == len(before) == len(vectors) > 20 and marked(settings)
+    with open_catalogue(settings)() as session:  # what `penny jobs` shows
+        assert session.get(IngestionJob, first.job_id).counts["sentences_embedded"] == first.sentences_embedded
     sample = sorted(before)[:6]
     live = get_embedder(settings).embed(sample)
     cosines = [
