@@ -320,7 +320,8 @@ def _segment_rows(
     )
 
 
-def _vectors_for(session: Session, model: str, hashes: list[str], dimension: int) -> np.ndarray:
+def stored_embeddings(session: Session, model: str, hashes: Iterable[str]) -> dict[str, bytes]:
+    """The stored vectors (raw bytes) of those `hashes` that have one under `model`."""
     by_hash: dict[str, bytes] = {}
     unique = sorted(set(hashes))
     for i in range(0, len(unique), _LOOKUP_BATCH):
@@ -333,7 +334,12 @@ def _vectors_for(session: Session, model: str, hashes: list[str], dimension: int
                 )
             )
         )
-    missing = [h for h in unique if h not in by_hash]
+    return by_hash
+
+
+def _vectors_for(session: Session, model: str, hashes: list[str], dimension: int) -> np.ndarray:
+    by_hash = stored_embeddings(session, model, hashes)
+    missing = [h for h in set(hashes) if h not in by_hash]
     if missing:
         raise RuntimeError(f"{len(missing)} chunks have no embedding; the ingestion job must embed them first")
     matrix = np.zeros((len(hashes), dimension), dtype=np.float32)

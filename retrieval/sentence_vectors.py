@@ -23,15 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from penny import Settings
-from retrieval.catalogue import ChunkRow, Document, EmbeddingRow
+from retrieval.catalogue import ChunkRow, Document
 from retrieval.embedder import Embedder
-from retrieval.indexer import embed_missing, text_sha256
+from retrieval.indexer import embed_missing, stored_embeddings, text_sha256
 from retrieval.sentences import split_sentences
 from retrieval.snapshot import version_folder
 
 _MARK = "sentence-vectors.json"
 _STORED = np.float16
-_LOOKUP_BATCH = 500
 
 
 def sentence_key(cache_key: str) -> str:
@@ -83,15 +82,7 @@ def indexed_chunk_texts(session: Session) -> list[str]:
 def stored_vectors(session: Session, cache_key: str, texts: Iterable[str]) -> dict[str, np.ndarray]:
     """The stored vectors of those of `texts` that have one, as float32."""
     by_hash = {text_sha256(text): text for text in texts}
-    found: dict[str, np.ndarray] = {}
-    hashes = list(by_hash)
-    for i in range(0, len(hashes), _LOOKUP_BATCH):
-        rows = session.execute(
-            select(EmbeddingRow.text_sha256, EmbeddingRow.vector).where(
-                EmbeddingRow.model == sentence_key(cache_key),
-                EmbeddingRow.text_sha256.in_(hashes[i : i + _LOOKUP_BATCH]),
-            )
-        )
-        for digest, vector in rows:
-            found[by_hash[digest]] = np.frombuffer(vector, dtype=_STORED).astype(np.float32)
-    return found
+    found = stored_embeddings(session, sentence_key(cache_key), by_hash)
+    return {
+        by_hash[digest]: np.frombuffer(vector, dtype=_STORED).astype(np.float32) for digest, vector in found.items()
+    }
