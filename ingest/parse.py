@@ -196,44 +196,79 @@ def check_unpacked_sizes(content: bytes, limits: UnpackLimits) -> None:
 def check_pdf_streams(content: bytes, limits: UnpackLimits) -> None:
     """Refuse a PDF whose compressed streams would inflate too far, found by inflating each in bounded steps and
     keeping nothing: pdfminer inflates a stream whole, in memory, so a 50 KB page could take gigabytes. Images are
-    not counted (text extraction never inflates them); a PDF this cannot read is left to the partitioner to judge."""
+    not counted (text extraction never inflates them); a PDF this cannot read is left to the partitioner to judge.
+
+    Opening the document already makes pdfminer inflate its cross-reference streams (and, when the cross-reference
+    is broken, every object stream), so it is opened through a parser whose streams check themselves first."""
     from pdfminer.pdfdocument import PDFDocument
-    from pdfminer.pdfparser import PDFParser
-    from pdfminer.pdftypes import LITERALS_FLATE_DECODE, PDFStream, resolve1
+    from pdfminer.pdftypes import PDFStream, resolve1
     from pdfminer.psparser import LIT
 
     try:
-        document = PDFDocument(PDFParser(io.BytesIO(content)))
+        document = PDFDocument(_checking_parser(content, limits))
         streams = [
             stream
             for stream in _direct_objects(document)
             if isinstance(stream, PDFStream) and resolve1(stream.get("Subtype")) is not LIT("Image")
         ]
+    except ParseFailure:
+        raise
     except Exception:  # unreadable, encrypted, broken: the partitioner gives the reason
         return
     total = 0
     for stream in streams:
-        flate_layers = 0
-        for name, _ in stream.get_filters():
-            if name not in LITERALS_FLATE_DECODE:
-                break
-            flate_layers += 1
-        raw = stream.rawdata or b""
-        if stream.decipher and stream.objid is not None and stream.genno is not None:
-            raw = stream.decipher(stream.objid, stream.genno, raw, stream.attrs)
-        ratio_cap = max(RATIO_FLOOR, int(limits.max_ratio * len(raw)))
-        size = _inflated_size(raw, flate_layers, min(limits.max_bytes - total, ratio_cap) + 1)
-        if size > ratio_cap:
-            raise ParseFailure(
-                "decompression_bomb",
-                f"its stream {stream.objid} inflates to over {ratio_cap:,} bytes, more than "
-                f"{limits.max_ratio:g} times its packed size (PENNY_MAX_COMPRESSION_RATIO)",
-            )
-        total += size
+        total += _checked_size(stream, limits, limits.max_bytes - total)
         if total > limits.max_bytes:
             raise ParseFailure(
                 "too_large", f"its streams inflate to over {limits.max_bytes:,} bytes (PENNY_MAX_UNPACKED_BYTES)"
             )
+
+
+def _checked_size(stream, limits: UnpackLimits, budget: int) -> int:
+    """How far `stream`'s FlateDecode layers inflate it, counted up to just past `budget`; a stream inflating more
+    than the allowed ratio of its packed size is refused."""
+    from pdfminer.pdftypes import LITERALS_FLATE_DECODE
+
+    flate_layers = 0
+    for name, _ in stream.get_filters():
+        if name not in LITERALS_FLATE_DECODE:
+            break
+        flate_layers += 1
+    raw = stream.rawdata or b""
+    if stream.decipher and stream.objid is not None and stream.genno is not None:
+        raw = stream.decipher(stream.objid, stream.genno, raw, stream.attrs)
+    ratio_cap = max(RATIO_FLOOR, int(limits.max_ratio * len(raw)))
+    size = _inflated_size(raw, flate_layers, min(budget, ratio_cap) + 1)
+    if size > ratio_cap:
+        raise ParseFailure(
+            "decompression_bomb",
+            f"its stream {stream.objid} inflates to over {ratio_cap:,} bytes, more than "
+            f"{limits.max_ratio:g} times its packed size (PENNY_MAX_COMPRESSION_RATIO)",
+        )
+    return size
+
+
+def _checking_parser(content: bytes, limits: UnpackLimits):
+    """pdfminer's parser, but every stream it reads is checked by `_checked_size` before pdfminer inflates it."""
+    from pdfminer.pdfparser import PDFParser
+    from pdfminer.pdftypes import PDFStream
+
+    class CheckedStream(PDFStream):
+        def decode(self) -> None:
+            if _checked_size(self, limits, limits.max_bytes) > limits.max_bytes:
+                raise ParseFailure(
+                    "too_large", f"a stream inflates to over {limits.max_bytes:,} bytes (PENNY_MAX_UNPACKED_BYTES)"
+                )
+            super().decode()
+
+    class CheckingParser(PDFParser):
+        def do_keyword(self, pos, token) -> None:
+            super().do_keyword(pos, token)
+            if token is self.KEYWORD_STREAM and self.curstack and isinstance(self.curstack[-1][1], PDFStream):
+                at, read = self.curstack[-1]
+                self.curstack[-1] = (at, CheckedStream(read.attrs, read.rawdata, read.decipher))
+
+    return CheckingParser(io.BytesIO(content))
 
 
 def _direct_objects(document):

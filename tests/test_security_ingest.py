@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -453,6 +454,41 @@ def test_a_pdf_bomb_is_refused_while_its_streams_are_inflated_a_step_at_a_time(t
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 20 * 1024 * 1024  # never the whole stream: pdfminer alone would hold all 300 MiB
+
+
+def _pdf_with_xref_stream(path: Path, padding: int) -> Path:
+    """`_pdf`'s one page, its cross-reference written as a compressed XRef stream (PDF 1.5) whose rows are followed
+    by `padding` zero bytes: pdfminer inflates that stream whole as it opens the document, before any page."""
+    plain = _pdf(path, padding=0).read_bytes()
+    body = plain[: plain.index(b"xref\n")]
+    offsets = [int(m.start()) for m in re.finditer(rb"(?m)^\d+ 0 obj", body)]
+    xref_at = len(body)
+    rows = b"\x00\x00\x00\x00\x00\xff\xff" + b"".join(
+        b"\x01" + offset.to_bytes(4, "big") + b"\x00\x00" for offset in [*offsets, xref_at]
+    )
+    data = zlib.compress(rows + b"\x00" * padding, 9)
+    size = len(offsets) + 2
+    head = f"{size - 1} 0 obj\n<< /Type /XRef /Size {size} /W [1 4 2] /Root 1 0 R /Filter /FlateDecode "
+    head += f"/Length {len(data)} >>\nstream\n"
+    tail = f"\nendstream\nendobj\nstartxref\n{xref_at}\n%%EOF\n"
+    path.write_bytes(body + head.encode() + data + tail.encode())
+    return path
+
+
+def test_a_pdf_whose_cross_reference_stream_is_a_bomb_is_refused_before_pdfminer_opens_it(tmp_path):
+    fine = _pdf_with_xref_stream(tmp_path / "fine.pdf", padding=0)
+    limits = UnpackLimits(max_bytes=200 * 1024 * 1024, max_ratio=100)
+    assert "Allowance clause 7" in parse_bytes(fine, fine.read_bytes(), unpack=limits).blocks[0].text
+
+    bomb = _pdf_with_xref_stream(tmp_path / "bomb.pdf", padding=300 * 1024 * 1024)
+    assert bomb.stat().st_size < 400_000
+    tracemalloc.start()
+    with pytest.raises(ParseFailure, match="times its packed size") as refused:
+        parse_bytes(bomb, bomb.read_bytes(), unpack=limits)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert refused.value.kind == "decompression_bomb"
+    assert peak < 20 * 1024 * 1024  # opening the document alone used to inflate all 300 MiB
 
 
 def test_a_pdf_within_the_limits_still_parses_and_one_over_the_total_is_refused(tmp_path):
