@@ -86,13 +86,15 @@ def _embed_cached(
     stored: StoredVectors,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Vectors of `texts` (from the process's sentence cache, else as stored at ingestion, where possible) and of
-    the question; one embedding call for whatever is missing. Popular documents' sentences are embedded once per
-    process when ingestion stored none."""
+    the question; one embedding call for whatever is missing. Popular documents' sentences are read from the
+    catalogue, or embedded when ingestion stored none, once per process."""
     with _cache_lock:
         known = {text: _sentence_vectors.get((embedder.cache_key, text)) for text in dict.fromkeys(texts)}
     unknown = [text for text, vector in known.items() if vector is None]
     if unknown:
-        known.update(stored(unknown))
+        found = stored(unknown)
+        known.update(found)
+        _remember(embedder.cache_key, found)
     missing = [text for text, vector in known.items() if vector is None]
     batch = missing if question_vector is not None else [question, *missing]
     embed_calls = 0
@@ -101,15 +103,20 @@ def _embed_cached(
         embed_calls = 1
         if question_vector is None:
             question_vector, fresh = fresh[0], fresh[1:]
-        known.update(zip(missing, fresh, strict=True))
-        with _cache_lock:
-            for text, vector in zip(missing, fresh, strict=True):
-                _sentence_vectors[(embedder.cache_key, text)] = vector
-            while len(_sentence_vectors) > SENTENCE_CACHE:
-                _sentence_vectors.popitem(last=False)
+        embedded = dict(zip(missing, fresh, strict=True))
+        known.update(embedded)
+        _remember(embedder.cache_key, embedded)
     if not texts:
         return np.zeros((0, len(question_vector)), dtype=np.float32), question_vector, embed_calls
     return np.stack([known[text] for text in texts]), question_vector, embed_calls
+
+
+def _remember(cache_key: str, vectors: dict[str, np.ndarray]) -> None:
+    with _cache_lock:
+        for text, vector in vectors.items():
+            _sentence_vectors[(cache_key, text)] = vector
+        while len(_sentence_vectors) > SENTENCE_CACHE:
+            _sentence_vectors.popitem(last=False)
 
 
 def _term_weights(terms: set[str], sentence_terms: list[set[str]]) -> dict[str, float]:
