@@ -83,7 +83,7 @@ def embed_answer_sentences(
     """After the version is live: embed the answer sentences it lacks (retrieval/sentence_vectors.py). Only the
     new chunks' when the version before had all of its own, else every chunk's (each sentence is embedded once,
     whatever its number of chunks). A failure here leaves the job succeeded: answers embed those sentences live."""
-    live = current_version(sessions)
+    live = report.index_version or previous  # the version published now, else the one that stayed live
     if live is None or sentence_vectors.is_marked(settings, live, embedder.cache_key):
         return
     started = time.perf_counter()
