@@ -45,16 +45,17 @@ def text_sha256(text: str) -> str:
 
 def missing_embeddings(session: Session, model: str, hashes: Iterable[str]) -> set[str]:
     wanted = set(hashes)
-    found: set[str] = set()
-    ordered = sorted(wanted)
-    for i in range(0, len(ordered), _LOOKUP_BATCH):
-        batch = ordered[i : i + _LOOKUP_BATCH]
-        found.update(
-            session.scalars(
-                select(EmbeddingRow.text_sha256).where(EmbeddingRow.model == model, EmbeddingRow.text_sha256.in_(batch))
-            )
+    return wanted - {digest for (digest,) in _embedding_rows(session, model, wanted, EmbeddingRow.text_sha256)}
+
+
+def _embedding_rows(session: Session, model: str, hashes: Iterable[str], *columns) -> Iterator:
+    """`columns` of the embedding rows stored under `model` for those `hashes`, looked up in bounded batches."""
+    unique = sorted(set(hashes))
+    for i in range(0, len(unique), _LOOKUP_BATCH):
+        batch = unique[i : i + _LOOKUP_BATCH]
+        yield from session.execute(
+            select(*columns).where(EmbeddingRow.model == model, EmbeddingRow.text_sha256.in_(batch))
         )
-    return wanted - found
 
 
 def embed_missing(
@@ -86,14 +87,18 @@ def embed_missing(
     return len(todo)
 
 
-def indexed_texts(session: Session) -> dict[str, str]:
-    """Every indexed chunk's text by hash: what a new embedding model or variant must embed."""
-    rows = session.execute(
+def indexed_chunks(session: Session):
+    """Every indexed chunk's hash, title, section and text."""
+    return session.execute(
         select(ChunkRow.text_sha256, ChunkRow.title, ChunkRow.section, ChunkRow.text)
         .join(Document)
         .where(Document.status == "indexed")
     )
-    return {row.text_sha256: index_text(row.title, row.section, row.text) for row in rows}
+
+
+def indexed_texts(session: Session) -> dict[str, str]:
+    """Every indexed chunk's text by hash, as the index sees it: what a new embedding model or variant must embed."""
+    return {row.text_sha256: index_text(row.title, row.section, row.text) for row in indexed_chunks(session)}
 
 
 def publish_version(
@@ -322,19 +327,7 @@ def _segment_rows(
 
 def stored_embeddings(session: Session, model: str, hashes: Iterable[str]) -> dict[str, bytes]:
     """The stored vectors (raw bytes) of those `hashes` that have one under `model`."""
-    by_hash: dict[str, bytes] = {}
-    unique = sorted(set(hashes))
-    for i in range(0, len(unique), _LOOKUP_BATCH):
-        batch = unique[i : i + _LOOKUP_BATCH]
-        by_hash.update(
-            (h, v)
-            for h, v in session.execute(
-                select(EmbeddingRow.text_sha256, EmbeddingRow.vector).where(
-                    EmbeddingRow.model == model, EmbeddingRow.text_sha256.in_(batch)
-                )
-            )
-        )
-    return by_hash
+    return dict(_embedding_rows(session, model, hashes, EmbeddingRow.text_sha256, EmbeddingRow.vector))
 
 
 def _vectors_for(session: Session, model: str, hashes: list[str], dimension: int) -> np.ndarray:

@@ -19,13 +19,11 @@ import os
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from penny import Settings
-from retrieval.catalogue import ChunkRow, Document
 from retrieval.embedder import Embedder
-from retrieval.indexer import embed_missing, stored_embeddings, text_sha256
+from retrieval.indexer import embed_missing, indexed_chunks, stored_embeddings, text_sha256
 from retrieval.sentences import split_sentences
 from retrieval.snapshot import version_folder
 
@@ -76,7 +74,7 @@ def embed_sentences(
 
 def indexed_chunk_texts(session: Session) -> list[str]:
     """The text of every indexed chunk, as an answer reads it (without the heading the index adds)."""
-    return list(session.scalars(select(ChunkRow.text).join(Document).where(Document.status == "indexed")))
+    return [row.text for row in indexed_chunks(session)]
 
 
 def stored_vectors(session: Session, cache_key: str, texts: Iterable[str]) -> dict[str, np.ndarray]:
