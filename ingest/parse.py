@@ -15,6 +15,7 @@ from pathlib import Path
 from bs4 import BeautifulSoup
 
 import penny  # noqa: F401  (sets the offline and no-telemetry environment before unstructured is imported)
+from ingest.unpack import ParseFailure, UnpackLimits, check_pdf_streams, check_unpacked_sizes
 
 # Raised whenever a change makes the same file parse into different blocks: caches of parsed corpora key on it.
 PARSER_VERSION = 2
@@ -28,16 +29,6 @@ SUPPORTED = {
     ".pdf": "pdf",
     ".docx": "docx",
 }
-
-
-class ParseFailure(Exception):
-    """A file that cannot be ingested; `kind` is one of: unsupported, unreadable, too_large, empty, binary,
-    corrupt, encrypted, outside_root, not_a_file, decompression_bomb, too_many_chunks."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -60,17 +51,6 @@ def doc_type_of(path: Path) -> str:
     if doc_type is None:
         raise ParseFailure("unsupported", f"unsupported file type {path.suffix or '(none)'!r}")
     return doc_type
-
-
-@dataclass(frozen=True)
-class UnpackLimits:
-    """How far a compressed container (.docx) may unpack before it is refused as a decompression bomb."""
-
-    max_bytes: int  # all members together
-    max_ratio: float  # unpacked / packed size of any member larger than RATIO_FLOOR unpacked
-
-
-RATIO_FLOOR = 1024 * 1024  # small members may compress very well (a repeated style) and cost nothing
 
 
 def parse_bytes(
@@ -168,147 +148,6 @@ def _partition_docx(content: bytes, languages: list[str]):
         return partition_docx(file=io.BytesIO(content), languages=languages)
     except (KeyError, zipfile.BadZipFile, ValueError) as exc:
         raise ParseFailure("corrupt", f"the .docx could not be read: {exc}") from exc
-
-
-def check_unpacked_sizes(content: bytes, limits: UnpackLimits) -> None:
-    """Refuse a ZIP whose members would unpack too far, from the sizes its directory declares, before reading any:
-    zipfile never unpacks a member past its declared size, so the declared sizes bound what parsing can unpack."""
-    try:
-        members = zipfile.ZipFile(io.BytesIO(content)).infolist()
-    except zipfile.BadZipFile:
-        return  # not a ZIP at all: the partitioner says so
-    total = sum(member.file_size for member in members)
-    if total > limits.max_bytes:
-        raise ParseFailure(
-            "too_large",
-            f"it unpacks to {total:,} bytes, over the limit of {limits.max_bytes:,} (PENNY_MAX_UNPACKED_BYTES)",
-        )
-    for member in members:
-        ratio = member.file_size / max(member.compress_size, 1)
-        if member.file_size > RATIO_FLOOR and ratio > limits.max_ratio:
-            raise ParseFailure(
-                "decompression_bomb",
-                f"its part {member.filename} unpacks to {member.file_size:,} bytes, {ratio:,.0f} times its packed "
-                f"size, over the limit of {limits.max_ratio:g} (PENNY_MAX_COMPRESSION_RATIO)",
-            )
-
-
-def check_pdf_streams(content: bytes, limits: UnpackLimits) -> None:
-    """Refuse a PDF whose compressed streams would inflate too far, found by inflating each in bounded steps and
-    keeping nothing: pdfminer inflates a stream whole, in memory, so a 50 KB page could take gigabytes. Images are
-    not counted (text extraction never inflates them); a PDF this cannot read is left to the partitioner to judge.
-
-    Opening the document already makes pdfminer inflate its cross-reference streams (and, when the cross-reference
-    is broken, every object stream), so it is opened through a parser whose streams check themselves first."""
-    from pdfminer.pdfdocument import PDFDocument
-    from pdfminer.pdftypes import PDFStream, resolve1
-    from pdfminer.psparser import LIT
-
-    try:
-        document = PDFDocument(_checking_parser(content, limits))
-        streams = [
-            stream
-            for stream in _direct_objects(document)
-            if isinstance(stream, PDFStream) and resolve1(stream.get("Subtype")) is not LIT("Image")
-        ]
-    except ParseFailure:
-        raise
-    except Exception:  # unreadable, encrypted, broken: the partitioner gives the reason
-        return
-    total = 0
-    for stream in streams:
-        total += _checked_size(stream, limits, limits.max_bytes - total)
-        if total > limits.max_bytes:
-            raise ParseFailure(
-                "too_large", f"its streams inflate to over {limits.max_bytes:,} bytes (PENNY_MAX_UNPACKED_BYTES)"
-            )
-
-
-def _checked_size(stream, limits: UnpackLimits, budget: int) -> int:
-    """How far `stream`'s FlateDecode layers inflate it, counted up to just past `budget`; a stream inflating more
-    than the allowed ratio of its packed size is refused."""
-    from pdfminer.pdftypes import LITERALS_FLATE_DECODE
-
-    flate_layers = 0
-    for name, _ in stream.get_filters():
-        if name not in LITERALS_FLATE_DECODE:
-            break
-        flate_layers += 1
-    raw = stream.rawdata or b""
-    if stream.decipher and stream.objid is not None and stream.genno is not None:
-        raw = stream.decipher(stream.objid, stream.genno, raw, stream.attrs)
-    ratio_cap = max(RATIO_FLOOR, int(limits.max_ratio * len(raw)))
-    size = _inflated_size(raw, flate_layers, min(budget, ratio_cap) + 1)
-    if size > ratio_cap:
-        raise ParseFailure(
-            "decompression_bomb",
-            f"its stream {stream.objid} inflates to over {ratio_cap:,} bytes, more than "
-            f"{limits.max_ratio:g} times its packed size (PENNY_MAX_COMPRESSION_RATIO)",
-        )
-    return size
-
-
-def _checking_parser(content: bytes, limits: UnpackLimits):
-    """pdfminer's parser, but every stream it reads is checked by `_checked_size` before pdfminer inflates it."""
-    from pdfminer.pdfparser import PDFParser
-    from pdfminer.pdftypes import PDFStream
-
-    class CheckedStream(PDFStream):
-        def decode(self) -> None:
-            if _checked_size(self, limits, limits.max_bytes) > limits.max_bytes:
-                raise ParseFailure(
-                    "too_large", f"a stream inflates to over {limits.max_bytes:,} bytes (PENNY_MAX_UNPACKED_BYTES)"
-                )
-            super().decode()
-
-    class CheckingParser(PDFParser):
-        def do_keyword(self, pos, token) -> None:
-            super().do_keyword(pos, token)
-            if token is self.KEYWORD_STREAM and self.curstack and isinstance(self.curstack[-1][1], PDFStream):
-                at, read = self.curstack[-1]
-                self.curstack[-1] = (at, CheckedStream(read.attrs, read.rawdata, read.decipher))
-
-    return CheckingParser(io.BytesIO(content))
-
-
-def _direct_objects(document):
-    """The objects stored in the file itself: those inside object streams are skipped, since reading them makes
-    pdfminer inflate their object stream whole (and that stream is one of the direct objects checked)."""
-    for xref in document.xrefs:
-        for objid in xref.get_objids():
-            try:
-                stream_id, _, _ = xref.get_pos(objid)
-                if stream_id is None:
-                    yield document.getobj(objid)
-            except Exception:  # one broken object hides nothing else: the rest are still checked
-                continue
-
-
-def _inflated_size(data: bytes, layers: int, limit: int, step: int = 1 << 20) -> int:
-    """How many bytes `layers` nested zlib inflations of `data` make, counting up to just past `limit`, with at
-    most `step` bytes inflated at a time; a layer that is not valid zlib counts as what it is."""
-    import zlib
-
-    def inflate(chunks):
-        inflater = zlib.decompressobj()
-        for chunk in chunks:
-            pending = chunk
-            while pending and not inflater.eof:
-                yield inflater.decompress(pending, step)
-                pending = inflater.unconsumed_tail
-
-    chunks = iter([data])
-    for _ in range(layers):
-        chunks = inflate(chunks)
-    total = 0
-    try:
-        for chunk in chunks:
-            total += len(chunk)
-            if total > limit:
-                break
-    except zlib.error:
-        pass
-    return total
 
 
 def _partition_pdf(content: bytes, languages: list[str]):

@@ -3,6 +3,7 @@ and devices, decompression bombs, parsing outside the serving process, and jobs 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -410,19 +411,25 @@ def test_a_server_job_killed_with_sigkill_is_interrupted_and_its_parse_workers_d
     _assert_they_die(workers)
 
 
-def _pdf(path: Path, padding: int, layers: int = 1) -> Path:
+def _pdf(
+    path: Path, padding: int, layers: int = 1, filters: tuple[str, ...] = (), content: bytes = b"", params: str = ""
+) -> Path:
     """A one-page PDF whose content stream shows one line of text followed by `padding` newlines (valid content
-    that packs ~1000:1), compressed with `layers` nested FlateDecode filters."""
-    content = b"BT /F1 12 Tf 72 720 Td (Allowance clause 7: 12 units.) Tj ET" + b"\n" * padding
-    for _ in range(layers):
-        content = zlib.compress(content, 9)
-    filters = "[" + " ".join(["/FlateDecode"] * layers) + "]"
+    that packs ~1000:1), compressed with `layers` nested FlateDecode filters, or coded with `filters` (outermost
+    first, as PDF lists them) when given; `content`, when given, is the stream's coded bytes, and `params` its
+    DecodeParms."""
+    if not content:
+        content = PAGE_TEXT + b"\n" * padding
+        filters = filters or ("FlateDecode",) * layers
+        for name in reversed(filters):
+            content = _ENCODERS[name](content)
+    filters = "[" + " ".join(f"/{name}" for name in filters) + "]"
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
         b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        f"<< /Length {len(content)} /Filter {filters} >>\nstream\n".encode() + content + b"\nendstream",
+        f"<< /Length {len(content)} /Filter {filters} {params} >>\nstream\n".encode() + content + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
     out = bytearray(b"%PDF-1.4\n")
@@ -437,6 +444,64 @@ def _pdf(path: Path, padding: int, layers: int = 1) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(bytes(out))
     return path
+
+
+PAGE_TEXT = b"BT /F1 12 Tf 72 720 Td (Allowance clause 7: 12 units.) Tj ET"
+
+
+def _lzw_literals(data: bytes) -> bytes:
+    """LZW-coded `data` (under 250 bytes) as PDF's LZWDecode reads it: a clear code, one 9-bit code per byte, the
+    end code. Valid LZW that never uses the table it builds."""
+    return _packed([(256, 9), *((byte, 9) for byte in data), (257, 9)])
+
+
+def _lzw_run(byte: int, cycles: int) -> bytes:
+    """LZW codes that each repeat the table's newest string plus one byte: one table's worth (4,095 entries, about
+    5.5 KB of codes) decodes to 7.4 MB of `byte`; the table is cleared and the run starts again `cycles` times."""
+    codes = []
+    width = 9
+    for _ in range(cycles):
+        codes += [(256, width), (byte, 9)]
+        width, table = 9, 258
+        for code in range(258, 4095):
+            codes.append((code, width))
+            table += 1
+            width += table in (511, 1023, 2047)  # the decoder widens its codes one entry early
+    return _packed([*codes, (257, width)])
+
+
+def _packed(codes: list[tuple[int, int]]) -> bytes:
+    bits = "".join(format(code, f"0{width}b") for code, width in codes)
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def _run_length(data: bytes) -> bytes:
+    """RunLengthDecode's coding, a repeat run for every 128 equal bytes and a literal run otherwise."""
+    out, at = bytearray(), 0
+    while at < len(data):
+        run = 1
+        while run < 128 and at + run < len(data) and data[at + run] == data[at]:
+            run += 1
+        out += bytes([257 - run, data[at]]) if run > 1 else bytes([0, data[at]])
+        at += run
+    return bytes(out + b"\x80")
+
+
+_ENCODERS = {
+    "FlateDecode": lambda data: zlib.compress(data, 9),
+    "ASCIIHexDecode": lambda data: data.hex().encode() + b">",
+    "ASCII85Decode": lambda data: base64.a85encode(data) + b"~>",
+    "LZWDecode": _lzw_literals,
+    "RunLengthDecode": _run_length,
+}
+
+
+def _repeat_runs(runs: int) -> bytes:
+    """`runs` RunLengthDecode runs of 128 bytes each, their bytes drawn from 16 values: too varied for deflate to
+    pack them past ~2:1, so a Flate layer over them stays well under the ratio limit on its own."""
+    values = [16 * (b % 16) for b in os.urandom(runs)]
+    return bytes(b for value in values for b in (129, value)) + b"\x80"
 
 
 def test_a_pdf_bomb_is_refused_while_its_streams_are_inflated_a_step_at_a_time(tmp_path):
@@ -454,6 +519,58 @@ def test_a_pdf_bomb_is_refused_while_its_streams_are_inflated_a_step_at_a_time(t
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 20 * 1024 * 1024  # never the whole stream: pdfminer alone would hold all 300 MiB
+
+
+CHAINS = [
+    ("ASCIIHexDecode", "FlateDecode"),
+    ("ASCII85Decode", "FlateDecode"),
+    ("LZWDecode",),
+    ("FlateDecode", "RunLengthDecode"),
+]
+
+
+@pytest.mark.parametrize("filters", CHAINS, ids="+".join)
+def test_a_pdf_coded_with_any_chain_of_filters_pdfminer_decodes_still_parses(tmp_path, filters):
+    fine = _pdf(tmp_path / "fine.pdf", padding=100, filters=filters)
+    limits = UnpackLimits(max_bytes=200 * 1024 * 1024, max_ratio=100)
+    assert "Allowance clause 7" in parse_bytes(fine, fine.read_bytes(), unpack=limits).blocks[0].text
+
+
+def _bombs(tmp_path: Path) -> dict[str, Path]:
+    """PDFs whose one page decodes to ~100 MiB through filters the Flate-only check let pass: Flate behind an ASCII
+    coding, LZW, RunLength after a Flate layer that packs only ~2:1, and fax coding outside an image."""
+    padding = 100 * 1024 * 1024
+    runs = _repeat_runs(padding // 128)
+    assert len(zlib.compress(runs, 9)) * 10 > len(runs)  # the Flate layer alone is far from the ratio limit
+    return {
+        "hex": _pdf(tmp_path / "hex.pdf", padding, filters=("ASCIIHexDecode", "FlateDecode")),
+        "a85": _pdf(tmp_path / "a85.pdf", padding, filters=("ASCII85Decode", "FlateDecode")),
+        "lzw": _pdf(tmp_path / "lzw.pdf", 0, filters=("LZWDecode",), content=_lzw_run(10, cycles=14)),
+        "runs": _pdf(
+            tmp_path / "runs.pdf", 0, filters=("FlateDecode", "RunLengthDecode"), content=zlib.compress(runs, 9)
+        ),
+        "fax": _pdf(
+            tmp_path / "fax.pdf",
+            0,
+            filters=("CCITTFaxDecode",),
+            content=b"\xff" * 20_000,  # every bit a row as white as the one above it
+            params="/DecodeParms << /K -1 /Columns 40000 >>",
+        ),
+    }
+
+
+def test_a_pdf_bomb_behind_any_filter_chain_is_refused_without_decoding_it(tmp_path):
+    limits = UnpackLimits(max_bytes=200 * 1024 * 1024, max_ratio=100)
+    for name, bomb in _bombs(tmp_path).items():
+        content = bomb.read_bytes()
+        assert len(content) < 1_000_000, name
+        tracemalloc.start()
+        with pytest.raises(ParseFailure, match="times its packed size") as refused:
+            parse_bytes(bomb, content, unpack=limits)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert refused.value.kind == "decompression_bomb", name
+        assert peak < 20 * 1024 * 1024, (name, peak)  # pdfminer would have held every stage's output whole
 
 
 def _pdf_with_xref_stream(path: Path, padding: int) -> Path:
