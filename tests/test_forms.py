@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from answer.extract import pick_sentences, score_sentences
+from answer.extract import RANK_PENALTY, pick_sentences, score_sentences
 from answer.forms import question_type, shape
 from penny import Chunk, Passage, Settings
 from retrieval.embedder import get_embedder
@@ -178,3 +178,22 @@ def test_layout_keeps_offsets_of_cells_rows_and_sentences():
     assert [lines[row].cells[0].text for row in table.rows] == ["Fixed Price", "Other", "Total sales"]
     for sentence in sentences(LEAVE + "\n" + PROCEDURE):
         assert (LEAVE + "\n" + PROCEDURE)[sentence.start : sentence.end] == sentence.text
+
+
+def _passages(*texts: str) -> list[Passage]:
+    return [
+        Passage(Chunk(id=i, document_id=i, text=text, title="t", section="", source_path=f"{i}.md"), 1.0, rank=i)
+        for i, text in enumerate(texts)
+    ]
+
+
+def test_a_sentence_of_a_lower_ranked_passage_gives_up_a_little_score_but_still_wins_when_it_answers(embedder):
+    question = "How many days of paid annual leave do full-time employees receive?"
+    same = LEAVE.splitlines()[0]
+    scored, _, _ = score_sentences(question, None, _passages(same, same), embedder)
+    by_passage = {item.passage_index: item.score for item in scored}
+    assert by_passage[0] - by_passage[1] == pytest.approx(RANK_PENALTY, abs=1e-6)
+
+    canteen = "The canteen serves lunch from 12:00 to 14:00 on weekdays."
+    scored, _, _ = score_sentences(question, None, _passages(canteen, same), embedder)
+    assert pick_sentences(scored, 1)[0].text == same  # retrieval's order is a prior, not the answer
