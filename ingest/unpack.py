@@ -182,7 +182,7 @@ def _decoded_size(data: bytes, filters: Iterable[tuple[object, object]], limit: 
         return limit + 1
     except (zlib.error, ValueError):  # invalid coded data decodes, in pdfminer too, to what came before the error
         pass
-    return meter.largest
+    return max(meter.largest, len(data))  # a stream with no filter is held as it is
 
 
 def _stage(name, params) -> Stage | None:
