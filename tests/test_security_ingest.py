@@ -412,24 +412,26 @@ def test_a_server_job_killed_with_sigkill_is_interrupted_and_its_parse_workers_d
 
 
 def _pdf(
-    path: Path, padding: int, layers: int = 1, filters: tuple[str, ...] = (), content: bytes = b"", params: str = ""
+    path: Path,
+    padding: int,
+    filters: tuple[str, ...] = ("FlateDecode",),
+    content: bytes = b"",
+    params: str = "",
 ) -> Path:
     """A one-page PDF whose content stream shows one line of text followed by `padding` newlines (valid content
-    that packs ~1000:1), compressed with `layers` nested FlateDecode filters, or coded with `filters` (outermost
-    first, as PDF lists them) when given; `content`, when given, is the stream's coded bytes, and `params` its
-    DecodeParms."""
+    that packs ~1000:1), coded with `filters` (outermost first, as PDF lists them); `content`, when given, is the
+    stream's coded bytes, and `params` its DecodeParms."""
     if not content:
         content = PAGE_TEXT + b"\n" * padding
-        filters = filters or ("FlateDecode",) * layers
         for name in reversed(filters):
             content = _ENCODERS[name](content)
-    filters = "[" + " ".join(f"/{name}" for name in filters) + "]"
+    filter_array = "[" + " ".join(f"/{name}" for name in filters) + "]"
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
         b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        f"<< /Length {len(content)} /Filter {filters} {params} >>\nstream\n".encode() + content + b"\nendstream",
+        f"<< /Length {len(content)} /Filter {filter_array} {params} >>\nstream\n".encode() + content + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
     out = bytearray(b"%PDF-1.4\n")
@@ -505,7 +507,7 @@ def _repeat_runs(runs: int) -> bytes:
 
 
 def test_a_pdf_bomb_is_refused_while_its_streams_are_inflated_a_step_at_a_time(tmp_path):
-    bomb = _pdf(tmp_path / "docs" / "bomb.pdf", padding=300 * 1024 * 1024, layers=2)
+    bomb = _pdf(tmp_path / "docs" / "bomb.pdf", padding=300 * 1024 * 1024, filters=("FlateDecode",) * 2)
     assert bomb.stat().st_size < 100_000  # 300 MiB of page content, twice deflated
     settings = Settings(data_dir=tmp_path / "penny")  # the default limits
     report = ingest(settings, IngestRequest(paths=[bomb.parent]))
