@@ -4,6 +4,7 @@ and devices, decompression bombs, parsing outside the serving process, and jobs 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from api_support import key
 from fastapi.testclient import TestClient
+from pypdf import PdfReader, PdfWriter
 from sqlalchemy import create_engine, func, select, text
 
 from api.app import create_app
@@ -573,6 +575,36 @@ def test_a_pdf_bomb_behind_any_filter_chain_is_refused_without_decoding_it(tmp_p
         tracemalloc.stop()
         assert refused.value.kind == "decompression_bomb", name
         assert peak < 20 * 1024 * 1024, (name, peak)  # pdfminer would have held every stage's output whole
+
+
+def _encrypted(plain: Path, algorithm: str, broken_xref: bool) -> bytes:
+    """`plain` encrypted with an empty user password (any reader opens it, pdfminer included), its streams then
+    ciphertext; with `broken_xref` its startxref points nowhere, so pdfminer rebuilds the cross-reference by
+    scanning the file before it has a key to decrypt with."""
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password="", owner_password="owner", algorithm=algorithm)
+    out = io.BytesIO()
+    writer.write(out)
+    content = out.getvalue()
+    return re.sub(rb"startxref\s+\d+", b"startxref\n999999", content) if broken_xref else content
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-256"])
+@pytest.mark.parametrize("broken_xref", [False, True], ids=["xref", "broken-xref"])
+def test_an_encrypted_pdf_is_checked_on_its_decrypted_streams(tmp_path, algorithm, broken_xref):
+    limits = UnpackLimits(max_bytes=200 * 1024 * 1024, max_ratio=100)
+    page = _encrypted(_pdf(tmp_path / "page.pdf", padding=0), algorithm, broken_xref)
+    assert b"Allowance" not in page  # the text is only there once decrypted
+    assert "Allowance clause 7" in parse_bytes(tmp_path / "page.pdf", page, unpack=limits).blocks[0].text
+    bomb = _encrypted(_pdf(tmp_path / "bomb.pdf", padding=100 * 1024 * 1024), algorithm, broken_xref)
+    assert len(bomb) < 1_000_000
+    tracemalloc.start()
+    with pytest.raises(ParseFailure, match="times its packed size") as refused:
+        parse_bytes(tmp_path / "bomb.pdf", bomb, unpack=limits)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert refused.value.kind == "decompression_bomb"
+    assert peak < 20 * 1024 * 1024
 
 
 def _pdf_with_xref_stream(path: Path, padding: int) -> Path:
