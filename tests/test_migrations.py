@@ -1,18 +1,22 @@
-"""The migration chain on a catalogue that holds data: revision 0004 turns JSON text columns into JSON columns
-without losing a value (or the AUTOINCREMENT of revision 0003), and back."""
+"""The migration chain: it builds the very schema the models declare, and on a catalogue that holds data revision
+0004 turns JSON text columns into JSON columns without losing a value (or the AUTOINCREMENT of revision 0003), and
+back."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
+import answer.cache  # noqa: F401  (puts the answer cache's table on Base)
 import retrieval.catalogue
 from api.tables import ApiKey
 from penny import Settings
-from retrieval.catalogue import Document, IngestionJob, open_catalogue
+from retrieval.catalogue import Base, Document, IngestionJob, migrate, open_catalogue
 
 MIGRATIONS = str(Path(retrieval.catalogue.__file__).parent / "migrations")
 
@@ -23,6 +27,20 @@ def _upgrade(engine, revision: str, downgrade: bool = False) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         (command.downgrade if downgrade else command.upgrade)(config, revision)
+
+
+def schema_differences(engine) -> list:
+    """What Alembic's autogenerate would change to make the migrated database match the models: every table of
+    every layer, its columns, their types, indexes and keys."""
+    migrate(engine)
+    with engine.connect() as connection:
+        return compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
+
+
+def test_the_migrations_build_exactly_the_schema_the_models_declare(tmp_path):
+    # a model changed without a migration, or a migration the models do not match, shows up as a difference
+    assert {table.name for table in Base.metadata.sorted_tables} >= {"chunks", "api_keys", "answer_cache"}
+    assert schema_differences(create_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")) == []
 
 
 def test_json_columns_keep_existing_rows(tmp_path):

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from test_migrations import schema_differences
 
 from ingest.pipeline import IngestRequest, ingest
 from ingest.remove import remove_documents
@@ -112,3 +113,7 @@ def test_ids_are_never_reused_on_postgres(postgres_url, tmp_path):
     ingest(settings, IngestRequest(paths=[docs / "second.md"]))
     with open_catalogue(settings)() as session:
         assert session.scalar(select(Document.id).where(Document.path.like("%second.md"))) > highest
+
+
+def test_the_migrations_build_exactly_the_schema_the_models_declare_on_postgres(postgres_url):
+    assert schema_differences(create_engine(postgres_url)) == []
