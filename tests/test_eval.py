@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from eval.fit_router import cross_set
 from eval.quality import answer_f1, answer_recall, embedding_similarity, grade, token_f1
 from eval.report import replay_router, summarise, sweep, targets
 from eval.workspace import EvalQuestion, load_eval_set, sample_questions
@@ -257,6 +258,17 @@ def test_targets_compare_routed_with_always_llm_and_say_unknown():
 
 
 # ---------------------------------------------------------------- datasets
+
+
+def test_fit_router_judges_each_set_by_a_fit_on_the_others_and_by_the_shipped_estimate():
+    # the shipped estimate says 0.5 everywhere: right on a set half correct, 0.5 off on one always correct
+    half = [({"confidence": 0.2}, False), ({"confidence": 0.9}, True)] * 20
+    always = [({"confidence": 0.3}, True), ({"confidence": 0.8}, True)] * 20
+    report = cross_set({"half": half, "always": always}, shipped={"weights": {}, "bias": 0.0})
+    assert report["half"]["ece_shipped"] == 0.0 and report["always"]["ece_shipped"] == 0.5
+    assert (report["half"]["n"], report["half"]["share_correct"], report["always"]["share_correct"]) == (40, 0.5, 1.0)
+    # fitted on an always-correct set alone, the estimate runs high on the half-correct one
+    assert report["half"]["ece_held_out"] > 0.3
 
 
 def test_sample_is_stable_and_nested():
