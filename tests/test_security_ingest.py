@@ -288,11 +288,7 @@ def test_a_docx_bomb_is_refused_from_its_declared_sizes_before_anything_is_unpac
     assert kind == "decompression_bomb" and "word/document.xml" in reason and "PENNY_MAX_COMPRESSION_RATIO" in reason
 
     limits = UnpackLimits(settings.max_unpacked_bytes, settings.max_compression_ratio)
-    tracemalloc.start()
-    with pytest.raises(ParseFailure, match="times its packed size"):
-        parse_bytes(bomb, bomb.read_bytes(), unpack=limits)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    _, peak = _refused_as_bomb(bomb, bomb.read_bytes(), unpack=limits)
     assert peak < 2 * bomb.stat().st_size + 1_000_000  # the part was never unpacked
 
 
@@ -413,6 +409,19 @@ def test_a_server_job_killed_with_sigkill_is_interrupted_and_its_parse_workers_d
     _assert_they_die(workers)
 
 
+def _refused_as_bomb(path: Path, content: bytes, unpack: UnpackLimits) -> tuple[ParseFailure, int]:
+    """Parse `content`, which must be refused for unpacking past the compression ratio: the refusal, and the peak
+    of memory traced until it came."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ParseFailure, match="times its packed size") as refused:
+            parse_bytes(path, content, unpack=unpack)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return refused.value, peak
+
+
 def _pdf(
     path: Path,
     padding: int,
@@ -517,11 +526,7 @@ def test_a_pdf_bomb_is_refused_while_its_streams_are_inflated_a_step_at_a_time(t
     assert kind == "decompression_bomb" and "PENNY_MAX_COMPRESSION_RATIO" in reason
 
     limits = UnpackLimits(settings.max_unpacked_bytes, settings.max_compression_ratio)
-    tracemalloc.start()
-    with pytest.raises(ParseFailure, match="times its packed size"):
-        parse_bytes(bomb, bomb.read_bytes(), unpack=limits)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    _, peak = _refused_as_bomb(bomb, bomb.read_bytes(), unpack=limits)
     assert peak < 20 * 1024 * 1024  # never the whole stream: pdfminer alone would hold all 300 MiB
 
 
@@ -568,12 +573,8 @@ def test_a_pdf_bomb_behind_any_filter_chain_is_refused_without_decoding_it(tmp_p
     for name, bomb in _bombs(tmp_path).items():
         content = bomb.read_bytes()
         assert len(content) < 1_000_000, name
-        tracemalloc.start()
-        with pytest.raises(ParseFailure, match="times its packed size") as refused:
-            parse_bytes(bomb, content, unpack=limits)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        assert refused.value.kind == "decompression_bomb", name
+        refused, peak = _refused_as_bomb(bomb, content, unpack=limits)
+        assert refused.kind == "decompression_bomb", name
         assert peak < 20 * 1024 * 1024, (name, peak)  # pdfminer would have held every stage's output whole
 
 
@@ -598,12 +599,8 @@ def test_an_encrypted_pdf_is_checked_on_its_decrypted_streams(tmp_path, algorith
     assert "Allowance clause 7" in parse_bytes(tmp_path / "page.pdf", page, unpack=limits).blocks[0].text
     bomb = _encrypted(_pdf(tmp_path / "bomb.pdf", padding=100 * 1024 * 1024), algorithm, broken_xref)
     assert len(bomb) < 1_000_000
-    tracemalloc.start()
-    with pytest.raises(ParseFailure, match="times its packed size") as refused:
-        parse_bytes(tmp_path / "bomb.pdf", bomb, unpack=limits)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert refused.value.kind == "decompression_bomb"
+    refused, peak = _refused_as_bomb(tmp_path / "bomb.pdf", bomb, unpack=limits)
+    assert refused.kind == "decompression_bomb"
     assert peak < 20 * 1024 * 1024
 
 
@@ -633,12 +630,8 @@ def test_a_pdf_whose_cross_reference_stream_is_a_bomb_is_refused_before_pdfminer
 
     bomb = _pdf_with_xref_stream(tmp_path / "bomb.pdf", padding=300 * 1024 * 1024)
     assert bomb.stat().st_size < 400_000
-    tracemalloc.start()
-    with pytest.raises(ParseFailure, match="times its packed size") as refused:
-        parse_bytes(bomb, bomb.read_bytes(), unpack=limits)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert refused.value.kind == "decompression_bomb"
+    refused, peak = _refused_as_bomb(bomb, bomb.read_bytes(), unpack=limits)
+    assert refused.kind == "decompression_bomb"
     assert peak < 20 * 1024 * 1024  # opening the document alone used to inflate all 300 MiB
 
 
