@@ -98,6 +98,13 @@ def cross_set(sets: dict[str, list[tuple[dict, bool]]], shipped: dict) -> dict[s
     return report
 
 
+def fitted(sets: dict[str, list[tuple[dict, bool]]], shipped: dict) -> dict:
+    """One model fitted on every set's rows, with its in-sample ECE and each set's held-out comparison."""
+    every = [row for data in sets.values() for row in data]
+    model = fit(every)
+    return model | {"ece_in_sample": round(ece(model, every), 3), "ece_by_held_out_set": cross_set(sets, shipped)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sets", nargs="+", metavar="NAME=RESULTS", help="a set's name and its results.jsonl")
@@ -108,14 +115,10 @@ def main() -> None:
         name, path = item.split("=", 1)
         passage_sets[name], llm_sets[name] = rows([Path(part) for part in path.split(",")])
     shipped = json.loads(PACKAGED.read_text())
-    passage_cv = cross_set(passage_sets, shipped["passage"])
     every_passage = [row for data in passage_sets.values() for row in data]
     every_llm = [row for data in llm_sets.values() for row in data]
     if len(every_llm) >= MIN_LLM_LABELS:
-        llm_model = fit(every_llm) | {
-            "ece_in_sample": round(ece(fit(every_llm), every_llm), 3),
-            "ece_by_held_out_set": cross_set(llm_sets, shipped["llm"]),
-        }
+        llm_model = fitted(llm_sets, shipped["llm"])
     else:
         kept = shipped["llm"]
         llm_model = kept | {
@@ -126,8 +129,7 @@ def main() -> None:
         "note": f"fitted by eval/fit_router.py on {len(every_passage)} passage and {len(every_llm)} LLM answers "
         f"({', '.join(f'{n} {len(d)}/{len(llm_sets[n])}' for n, d in passage_sets.items())})",
         "fitted_at": datetime.date.today().isoformat(),
-        "passage": fit(every_passage)
-        | {"ece_in_sample": round(ece(fit(every_passage), every_passage), 3), "ece_by_held_out_set": passage_cv},
+        "passage": fitted(passage_sets, shipped["passage"]),
         "llm": llm_model,
     }
     print(json.dumps(model, indent=2))
